@@ -1,0 +1,73 @@
+//! Request handlers, one file per Kafka API, routed from one table below.
+
+pub mod alter_configs;
+pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_records;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod fetch;
+pub mod incremental_alter_configs;
+pub mod init_producer_id;
+pub mod list_offsets;
+pub mod metadata;
+pub mod offset_for_leader_epoch;
+pub mod produce;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use kafka_protocol::messages::{RequestKind, ResponseKind};
+
+use crate::broker::Broker;
+
+/// What a handler gives back. Handlers do their ordered work (such as appending) before they
+/// return, so that requests on one connection take effect in the order they arrived; only
+/// waiting (for fsync, for data to fetch) happens in the returned future.
+pub enum Reply {
+    /// The response is ready.
+    Now(ResponseKind),
+    /// The response comes when the future completes; None sends nothing.
+    Later(Pin<Box<dyn Future<Output = Option<ResponseKind>> + Send>>),
+    /// No response at all (Produce with acks=0).
+    Nothing,
+}
+
+/// Routes a decoded request to its handler; None for an API without one (the server only
+/// decodes APIs listed in `server::versions::SUPPORTED`, and a test checks each has a handler).
+pub fn handle(broker: &Arc<Broker>, request: RequestKind, version: i16) -> Option<Reply> {
+    use RequestKind as R;
+    Some(match request {
+        R::AlterConfigs(r) => Reply::Now(ResponseKind::AlterConfigs(alter_configs::handle(broker, r, version))),
+        R::ApiVersions(r) => Reply::Now(ResponseKind::ApiVersions(api_versions::handle(r, version))),
+        R::CreatePartitions(r) => Reply::Now(ResponseKind::CreatePartitions(create_partitions::handle(
+            broker, r, version,
+        ))),
+        R::CreateTopics(r) => Reply::Now(ResponseKind::CreateTopics(create_topics::handle(broker, r, version))),
+        R::DeleteRecords(r) => Reply::Now(ResponseKind::DeleteRecords(delete_records::handle(broker, r, version))),
+        R::DeleteTopics(r) => Reply::Now(ResponseKind::DeleteTopics(delete_topics::handle(broker, r, version))),
+        R::DescribeCluster(r) => Reply::Now(ResponseKind::DescribeCluster(describe_cluster::handle(
+            broker, r, version,
+        ))),
+        R::DescribeConfigs(r) => Reply::Now(ResponseKind::DescribeConfigs(describe_configs::handle(
+            broker, r, version,
+        ))),
+        R::Fetch(r) => fetch::handle(broker, r, version),
+        R::IncrementalAlterConfigs(r) => Reply::Now(ResponseKind::IncrementalAlterConfigs(
+            incremental_alter_configs::handle(broker, r, version),
+        )),
+        R::InitProducerId(r) => Reply::Now(ResponseKind::InitProducerId(init_producer_id::handle(
+            broker, r, version,
+        ))),
+        R::ListOffsets(r) => Reply::Now(ResponseKind::ListOffsets(list_offsets::handle(broker, r, version))),
+        R::Metadata(r) => Reply::Now(ResponseKind::Metadata(metadata::handle(broker, r, version))),
+        R::OffsetForLeaderEpoch(r) => Reply::Now(ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(
+            broker, r, version,
+        ))),
+        R::Produce(r) => produce::handle(broker, r, version),
+        _ => return None,
+    })
+}

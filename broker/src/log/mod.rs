@@ -1,0 +1,26 @@
+//! Durable per-partition storage: a segmented log of verbatim v2 record batches.
+
+pub mod batch;
+pub mod checkpoint;
+pub mod codec;
+pub mod config;
+mod flush;
+pub mod index;
+pub mod partition;
+pub mod producer_state;
+mod recovery;
+mod retention;
+pub mod segment;
+pub mod signal;
+pub mod time_index;
+mod timestamp;
+
+#[cfg(test)]
+mod model_tests;
+#[cfg(test)]
+mod tests;
+
+pub use config::LogConfig;
+pub use partition::{AppendInfo, AppendOptions, PartitionLog};
+pub use signal::AppendSignal;
+pub use timestamp::MAX_DECODED_BATCH_BYTES;

@@ -1,0 +1,446 @@
+//! The topics a broker holds: names, ids, partition logs and per-topic configs, persisted as
+//! one small properties file per topic so that they survive restarts.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use uuid::Uuid;
+
+use crate::config::{validate_topic_config, BrokerConfig, TopicRules};
+use crate::error::{Error, Result};
+use crate::log::{AppendSignal, PartitionLog};
+
+/// Longest topic name Kafka accepts.
+pub const MAX_TOPIC_NAME_CHARS: usize = 249;
+/// Most partitions one topic may have; a bound on files and memory.
+pub const MAX_PARTITIONS: i32 = 10_000;
+
+/// Checks a topic name against Kafka's rules.
+pub fn validate_topic_name(name: &str) -> Result<()> {
+    let bad = |reason: &str| {
+        Err(Error::InvalidTopic {
+            name: name.to_string(),
+            reason: reason.to_string(),
+        })
+    };
+    if name.is_empty() {
+        return bad("the name is empty");
+    }
+    if name == "." || name == ".." {
+        return bad("'.' and '..' are not allowed");
+    }
+    if name.len() > MAX_TOPIC_NAME_CHARS {
+        return bad("the name is longer than 249 characters");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return bad("only ASCII letters, digits, '.', '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+/// A topic: its identity, partition logs and config overrides.
+pub struct Topic {
+    /// The topic's name.
+    pub name: String,
+    /// The topic id reported in Metadata v10+.
+    pub id: Uuid,
+    state: RwLock<TopicState>,
+}
+
+struct TopicState {
+    partitions: Vec<Arc<PartitionLog>>,
+    configs: BTreeMap<String, String>,
+}
+
+impl Topic {
+    /// The partition logs, in partition order.
+    pub fn partitions(&self) -> Vec<Arc<PartitionLog>> {
+        self.state.read().expect("topic lock").partitions.clone()
+    }
+
+    /// The number of partitions.
+    pub fn partition_count(&self) -> i32 {
+        self.state.read().expect("topic lock").partitions.len() as i32
+    }
+
+    /// One partition's log.
+    pub fn partition(&self, index: i32) -> Option<Arc<PartitionLog>> {
+        let state = self.state.read().expect("topic lock");
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| state.partitions.get(i).cloned())
+    }
+
+    /// The topic's own config overrides.
+    pub fn configs(&self) -> BTreeMap<String, String> {
+        self.state.read().expect("topic lock").configs.clone()
+    }
+
+    /// Whether this is one of Kafka's internal topics.
+    pub fn is_internal(&self) -> bool {
+        self.name.starts_with("__")
+    }
+}
+
+/// Every topic of the broker, loaded from and saved to the data directory.
+pub struct Topics {
+    data_dir: PathBuf,
+    meta_dir: PathBuf,
+    signal: AppendSignal,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Serialises create, delete and alter so that files and memory change together.
+    admin: std::sync::Mutex<()>,
+}
+
+impl Topics {
+    /// Loads every topic recorded in `data_dir`, recovering each partition's log.
+    pub fn open(broker: &BrokerConfig, signal: AppendSignal) -> Result<Topics> {
+        let data_dir = broker.data_dir.clone();
+        let meta_dir = data_dir.join(".brook-meta").join("topics");
+        std::fs::create_dir_all(&meta_dir).map_err(|e| Error::io(format!("creating {}", meta_dir.display()), e))?;
+        remove_deleted_dirs(&data_dir);
+        let topics = Topics {
+            data_dir,
+            meta_dir: meta_dir.clone(),
+            signal,
+            topics: RwLock::new(BTreeMap::new()),
+            admin: Default::default(),
+        };
+        let entries =
+            std::fs::read_dir(&meta_dir).map_err(|e| Error::io(format!("reading {}", meta_dir.display()), e))?;
+        for entry in entries {
+            let path = entry.map_err(|e| Error::io("listing topic metadata", e))?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("properties") {
+                continue;
+            }
+            let (name, id, count, configs) = read_topic_file(&path)?;
+            let mut partitions = Vec::with_capacity(count as usize);
+            for p in 0..count {
+                let log = PartitionLog::open(
+                    &topics.partition_dir(&name, p),
+                    broker.log_config(&configs),
+                    topics.signal.clone(),
+                )?;
+                partitions.push(Arc::new(log));
+            }
+            tracing::info!(topic = %name, partitions = count, "topic loaded");
+            let topic = Topic {
+                name: name.clone(),
+                id,
+                state: RwLock::new(TopicState { partitions, configs }),
+            };
+            topics
+                .topics
+                .write()
+                .expect("topics lock")
+                .insert(name, Arc::new(topic));
+        }
+        Ok(topics)
+    }
+
+    fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
+        self.data_dir.join(format!("{topic}-{partition}"))
+    }
+
+    /// A topic by name.
+    pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.read().expect("topics lock").get(name).cloned()
+    }
+
+    /// Every topic, by name.
+    pub fn all(&self) -> Vec<Arc<Topic>> {
+        self.topics.read().expect("topics lock").values().cloned().collect()
+    }
+
+    /// One partition's log and the topic's produce rules.
+    pub fn partition(
+        &self,
+        broker: &BrokerConfig,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(Arc<PartitionLog>, TopicRules)> {
+        let t = self
+            .get(topic)
+            .ok_or_else(|| Error::UnknownTopicOrPartition(topic.to_string()))?;
+        let log = t
+            .partition(partition)
+            .ok_or_else(|| Error::UnknownTopicOrPartition(format!("{topic}-{partition}")))?;
+        Ok((log, broker.topic_rules(&t.configs())))
+    }
+
+    /// Creates a topic; with `validate_only`, only checks that it could be created.
+    pub fn create(
+        &self,
+        broker: &BrokerConfig,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>> {
+        validate_topic_name(name)?;
+        if !(1..=MAX_PARTITIONS).contains(&partitions) {
+            return Err(Error::InvalidPartitions(format!(
+                "{partitions} partitions requested; a topic has 1 to {MAX_PARTITIONS}"
+            )));
+        }
+        for (k, v) in &configs {
+            validate_topic_config(k, v)?;
+        }
+        let _admin = self.admin.lock().expect("admin lock");
+        if let Some(existing) = self.get(name) {
+            if validate_only {
+                return Err(Error::TopicAlreadyExists(name.to_string()));
+            }
+            return Err(Error::TopicAlreadyExists(existing.name.clone()));
+        }
+        let colliding = self
+            .topics
+            .read()
+            .expect("topics lock")
+            .keys()
+            .find(|k| k.replace('.', "_") == name.replace('.', "_"))
+            .cloned();
+        if let Some(other) = colliding {
+            return Err(Error::InvalidTopic {
+                name: name.to_string(),
+                reason: format!(
+                    "it collides with topic {other} because '.' and '_' are interchangeable in metric names"
+                ),
+            });
+        }
+        let id = Uuid::new_v4();
+        let topic = Arc::new(Topic {
+            name: name.to_string(),
+            id,
+            state: RwLock::new(TopicState {
+                partitions: Vec::new(),
+                configs,
+            }),
+        });
+        if validate_only {
+            return Ok(topic);
+        }
+        let configs = topic.configs();
+        let mut logs = Vec::with_capacity(partitions as usize);
+        for p in 0..partitions {
+            logs.push(Arc::new(PartitionLog::open(
+                &self.partition_dir(name, p),
+                broker.log_config(&configs),
+                self.signal.clone(),
+            )?));
+        }
+        topic.state.write().expect("topic lock").partitions = logs;
+        self.save(&topic)?;
+        self.topics
+            .write()
+            .expect("topics lock")
+            .insert(name.to_string(), topic.clone());
+        tracing::info!(topic = name, partitions, "topic created");
+        Ok(topic)
+    }
+
+    /// Deletes a topic and its data.
+    pub fn delete(&self, name: &str) -> Result<()> {
+        let _admin = self.admin.lock().expect("admin lock");
+        let topic = self
+            .topics
+            .write()
+            .expect("topics lock")
+            .remove(name)
+            .ok_or_else(|| Error::UnknownTopicOrPartition(name.to_string()))?;
+        let file = self.meta_dir.join(format!("{name}.properties"));
+        std::fs::remove_file(&file).map_err(|e| Error::io(format!("removing {}", file.display()), e))?;
+        sync_dir(&self.meta_dir)?;
+        let suffix = Uuid::new_v4().simple().to_string();
+        for p in 0..topic.partition_count() {
+            let dir = self.partition_dir(name, p);
+            let doomed = self.data_dir.join(format!("{name}-{p}.{suffix}-delete"));
+            if let Err(e) = std::fs::rename(&dir, &doomed) {
+                tracing::warn!(dir = %dir.display(), error = %e, "could not move a deleted partition aside");
+                continue;
+            }
+            if let Err(e) = std::fs::remove_dir_all(&doomed) {
+                tracing::warn!(dir = %doomed.display(), error = %e, "could not remove a deleted partition");
+            }
+        }
+        tracing::info!(topic = name, "topic deleted");
+        Ok(())
+    }
+
+    /// Grows a topic to `total` partitions.
+    pub fn create_partitions(&self, broker: &BrokerConfig, name: &str, total: i32, validate_only: bool) -> Result<()> {
+        let _admin = self.admin.lock().expect("admin lock");
+        let topic = self
+            .get(name)
+            .ok_or_else(|| Error::UnknownTopicOrPartition(name.to_string()))?;
+        let current = topic.partition_count();
+        if total <= current {
+            return Err(Error::InvalidPartitions(format!(
+                "topic {name} has {current} partitions; the new count {total} must be larger"
+            )));
+        }
+        if total > MAX_PARTITIONS {
+            return Err(Error::InvalidPartitions(format!(
+                "{total} partitions requested; a topic has at most {MAX_PARTITIONS}"
+            )));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let configs = topic.configs();
+        let mut added = Vec::new();
+        for p in current..total {
+            added.push(Arc::new(PartitionLog::open(
+                &self.partition_dir(name, p),
+                broker.log_config(&configs),
+                self.signal.clone(),
+            )?));
+        }
+        topic.state.write().expect("topic lock").partitions.extend(added);
+        self.save(&topic)?;
+        tracing::info!(topic = name, partitions = total, "partitions added");
+        Ok(())
+    }
+
+    /// Replaces a topic's config overrides after validating every entry, and applies them to its logs.
+    pub fn set_configs(
+        &self,
+        broker: &BrokerConfig,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<()> {
+        for (k, v) in &configs {
+            validate_topic_config(k, v)?;
+        }
+        let _admin = self.admin.lock().expect("admin lock");
+        let topic = self
+            .get(name)
+            .ok_or_else(|| Error::UnknownTopicOrPartition(name.to_string()))?;
+        if validate_only {
+            return Ok(());
+        }
+        let log_config = broker.log_config(&configs);
+        topic.state.write().expect("topic lock").configs = configs;
+        self.save(&topic)?;
+        for log in topic.partitions() {
+            log.set_config(log_config.clone());
+        }
+        Ok(())
+    }
+
+    /// Re-applies broker defaults to every log after a broker config change.
+    pub fn refresh_log_configs(&self, broker: &BrokerConfig) {
+        for topic in self.all() {
+            let config = broker.log_config(&topic.configs());
+            for log in topic.partitions() {
+                log.set_config(config.clone());
+            }
+        }
+    }
+
+    fn save(&self, topic: &Topic) -> Result<()> {
+        let state = topic.state.read().expect("topic lock");
+        let mut text = format!(
+            "topic.name={}\ntopic.id={}\npartitions={}\n",
+            topic.name,
+            topic.id,
+            state.partitions.len()
+        );
+        for (k, v) in &state.configs {
+            text.push_str(&format!("config.{k}={v}\n"));
+        }
+        write_atomically(
+            &self.meta_dir.join(format!("{}.properties", topic.name)),
+            text.as_bytes(),
+        )
+    }
+}
+
+fn read_topic_file(path: &Path) -> Result<(String, Uuid, i32, BTreeMap<String, String>)> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let corrupt = |reason: String| Error::CorruptLog {
+        path: path.display().to_string(),
+        reason,
+    };
+    let (mut name, mut id, mut count, mut configs) = (None, None, None, BTreeMap::new());
+    for (n, line) in text.lines().enumerate() {
+        let Some((k, v)) = line.split_once('=') else { continue };
+        match k {
+            "topic.name" => name = Some(v.to_string()),
+            "topic.id" => {
+                id = Some(Uuid::parse_str(v).map_err(|e| corrupt(format!("line {}: bad topic id: {e}", n + 1)))?)
+            }
+            "partitions" => {
+                count = Some(
+                    v.parse::<i32>()
+                        .map_err(|e| corrupt(format!("line {}: bad partition count: {e}", n + 1)))?,
+                )
+            }
+            _ => {
+                if let Some(c) = k.strip_prefix("config.") {
+                    configs.insert(c.to_string(), v.to_string());
+                }
+            }
+        }
+    }
+    match (name, id, count) {
+        (Some(name), Some(id), Some(count)) => Ok((name, id, count, configs)),
+        _ => Err(corrupt("missing topic.name, topic.id or partitions".to_string())),
+    }
+}
+
+/// Writes a file so that a crash leaves either the old or the new content: temp file, fsync, rename, fsync dir.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let io = |what: &str, e| Error::io(format!("{what} {}", tmp.display()), e);
+    let mut f = std::fs::File::create(&tmp).map_err(|e| io("creating", e))?;
+    f.write_all(bytes).map_err(|e| io("writing", e))?;
+    f.sync_all().map_err(|e| io("syncing", e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io("renaming", e))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
+}
+
+fn remove_deleted_dirs(data_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with("-delete"))
+        {
+            if let Err(e) = std::fs::remove_dir_all(&path) {
+                tracing::warn!(dir = %path.display(), error = %e, "could not remove a deleted partition");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        for ok in ["a", "my-topic_1.v2", &"x".repeat(249)] {
+            validate_topic_name(ok).unwrap();
+        }
+        for bad in ["", ".", "..", "has space", "slash/", &"x".repeat(250), "ünïcode"] {
+            assert!(validate_topic_name(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! `brook serve`: runs the broker until SIGINT or SIGTERM, then shuts down cleanly.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use brook_broker::{Broker, BrokerConfig};
+
+/// Run the broker.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Directory holding topics and metadata.
+    #[arg(long, default_value = "./brook-data")]
+    pub data_dir: PathBuf,
+    /// Address the Kafka listener binds; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub kafka_listen: String,
+    /// Host name advertised to clients (default: the listen host).
+    #[arg(long)]
+    pub advertised_host: Option<String>,
+    /// A broker config by its Kafka name, e.g. `num.partitions=4`; repeatable.
+    #[arg(long = "config", value_name = "KEY=VALUE")]
+    pub configs: Vec<String>,
+}
+
+/// Opens the data directory, binds the listener, prints `listening kafka=HOST:PORT` on stdout,
+/// and serves until a signal arrives.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let mut config = BrokerConfig::new(args.data_dir.clone());
+    for kv in &args.configs {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--config {kv:?} is not KEY=VALUE"))?;
+        config.set(k.trim(), v.trim())?;
+    }
+    let listener = tokio::net::TcpListener::bind(&args.kafka_listen)
+        .await
+        .with_context(|| format!("binding the Kafka listener on {}", args.kafka_listen))?;
+    let bound = listener.local_addr()?;
+    config.advertised_host = args.advertised_host.clone().unwrap_or_else(|| bound.ip().to_string());
+    config.advertised_port = bound.port() as i32;
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let broker = tokio::task::spawn_blocking(move || Broker::open(config)).await??;
+    tracing::info!(data_dir = %args.data_dir.display(), listen = %bound, advertised = %format!("{}:{}", broker.config().advertised_host, bound.port()), "broker started");
+    println!("listening kafka={bound}");
+    use std::io::Write;
+    std::io::stdout().flush()?;
+
+    let server = tokio::spawn(brook_broker::server::serve(broker.clone(), listener));
+    let retention = tokio::spawn(broker.clone().retention_loop());
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    let closing = broker.clone();
+    tokio::task::spawn_blocking(move || closing.close()).await??;
+    server.abort();
+    retention.abort();
+    tracing::info!("broker stopped cleanly");
+    Ok(())
+}
