@@ -28,8 +28,8 @@ use crate::broker::Broker;
 /// return, so that requests on one connection take effect in the order they arrived; only
 /// waiting (for fsync, for data to fetch) happens in the returned future.
 pub enum Reply {
-    /// The response is ready.
-    Now(ResponseKind),
+    /// The response is ready (boxed: responses are large and replies move through channels).
+    Now(Box<ResponseKind>),
     /// The response comes when the future completes; None sends nothing.
     Later(Pin<Box<dyn Future<Output = Option<ResponseKind>> + Send>>),
     /// No response at all (Produce with acks=0).
@@ -40,34 +40,26 @@ pub enum Reply {
 /// decodes APIs listed in `server::versions::SUPPORTED`, and a test checks each has a handler).
 pub fn handle(broker: &Arc<Broker>, request: RequestKind, version: i16) -> Option<Reply> {
     use RequestKind as R;
-    Some(match request {
-        R::AlterConfigs(r) => Reply::Now(ResponseKind::AlterConfigs(alter_configs::handle(broker, r, version))),
-        R::ApiVersions(r) => Reply::Now(ResponseKind::ApiVersions(api_versions::handle(r, version))),
-        R::CreatePartitions(r) => Reply::Now(ResponseKind::CreatePartitions(create_partitions::handle(
-            broker, r, version,
-        ))),
-        R::CreateTopics(r) => Reply::Now(ResponseKind::CreateTopics(create_topics::handle(broker, r, version))),
-        R::DeleteRecords(r) => Reply::Now(ResponseKind::DeleteRecords(delete_records::handle(broker, r, version))),
-        R::DeleteTopics(r) => Reply::Now(ResponseKind::DeleteTopics(delete_topics::handle(broker, r, version))),
-        R::DescribeCluster(r) => Reply::Now(ResponseKind::DescribeCluster(describe_cluster::handle(
-            broker, r, version,
-        ))),
-        R::DescribeConfigs(r) => Reply::Now(ResponseKind::DescribeConfigs(describe_configs::handle(
-            broker, r, version,
-        ))),
-        R::Fetch(r) => fetch::handle(broker, r, version),
-        R::IncrementalAlterConfigs(r) => Reply::Now(ResponseKind::IncrementalAlterConfigs(
-            incremental_alter_configs::handle(broker, r, version),
-        )),
-        R::InitProducerId(r) => Reply::Now(ResponseKind::InitProducerId(init_producer_id::handle(
-            broker, r, version,
-        ))),
-        R::ListOffsets(r) => Reply::Now(ResponseKind::ListOffsets(list_offsets::handle(broker, r, version))),
-        R::Metadata(r) => Reply::Now(ResponseKind::Metadata(metadata::handle(broker, r, version))),
-        R::OffsetForLeaderEpoch(r) => Reply::Now(ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(
-            broker, r, version,
-        ))),
-        R::Produce(r) => produce::handle(broker, r, version),
+    use ResponseKind as K;
+    let ready = match request {
+        R::AlterConfigs(r) => K::AlterConfigs(alter_configs::handle(broker, r, version)),
+        R::ApiVersions(r) => K::ApiVersions(api_versions::handle(r, version)),
+        R::CreatePartitions(r) => K::CreatePartitions(create_partitions::handle(broker, r, version)),
+        R::CreateTopics(r) => K::CreateTopics(create_topics::handle(broker, r, version)),
+        R::DeleteRecords(r) => K::DeleteRecords(delete_records::handle(broker, r, version)),
+        R::DeleteTopics(r) => K::DeleteTopics(delete_topics::handle(broker, r, version)),
+        R::DescribeCluster(r) => K::DescribeCluster(describe_cluster::handle(broker, r, version)),
+        R::DescribeConfigs(r) => K::DescribeConfigs(describe_configs::handle(broker, r, version)),
+        R::Fetch(r) => return Some(fetch::handle(broker, r, version)),
+        R::IncrementalAlterConfigs(r) => {
+            K::IncrementalAlterConfigs(incremental_alter_configs::handle(broker, r, version))
+        }
+        R::InitProducerId(r) => K::InitProducerId(init_producer_id::handle(broker, r, version)),
+        R::ListOffsets(r) => K::ListOffsets(list_offsets::handle(broker, r, version)),
+        R::Metadata(r) => K::Metadata(metadata::handle(broker, r, version)),
+        R::OffsetForLeaderEpoch(r) => K::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, r, version)),
+        R::Produce(r) => return Some(produce::handle(broker, r, version)),
         _ => return None,
-    })
+    };
+    Some(Reply::Now(Box::new(ready)))
 }

@@ -70,7 +70,7 @@ pub fn handle(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> R
     }
     let response = ProduceResponse::default().with_responses(topics);
     if waits.is_empty() {
-        return Reply::Now(ResponseKind::Produce(response));
+        return Reply::Now(Box::new(ResponseKind::Produce(response)));
     }
     Reply::Later(Box::pin(async move {
         let mut response = response;

@@ -268,7 +268,7 @@ impl Consumer {
     }
 
     /// The log end offset (last stable offset with read_committed) of every assigned partition.
-    pub async fn end_offsets(&self) -> Result<Vec<PartitionFetch>> {
+    pub async fn end_offsets(&self) -> Result<Vec<(String, i32, i64)>> {
         let mut by_topic: BTreeMap<String, Vec<(i32, OffsetSpec)>> = BTreeMap::new();
         for (topic, partition) in self.positions.keys() {
             by_topic
