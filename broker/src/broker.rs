@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::config::BrokerConfig;
 use crate::error::{Error, Result};
+use crate::fetch_session::FetchSessions;
 use crate::log::AppendSignal;
 use crate::topics::{write_atomically, Topics};
 
@@ -23,6 +24,8 @@ pub struct Broker {
     pub signal: AppendSignal,
     /// The cluster id reported in Metadata and DescribeCluster, stable across restarts.
     pub cluster_id: String,
+    /// Incremental fetch sessions (KIP-227).
+    pub fetch_sessions: FetchSessions,
     producer_ids: Mutex<ProducerIdBlock>,
     shutdown: tokio::sync::watch::Sender<bool>,
 }
@@ -49,7 +52,9 @@ impl Broker {
         let signal = AppendSignal::default();
         let topics = Topics::open(&config, signal.clone())?;
         let (shutdown, _) = tokio::sync::watch::channel(false);
+        let fetch_sessions = FetchSessions::new(config.long("max.incremental.fetch.session.cache.slots") as usize);
         Ok(Arc::new(Broker {
+            fetch_sessions,
             config: RwLock::new(config),
             topics,
             signal,

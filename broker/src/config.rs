@@ -202,6 +202,13 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
         doc: "how often retention runs",
     },
     BrokerConfigDef {
+        name: "max.incremental.fetch.session.cache.slots",
+        kind: Kind::Long { min: 0 },
+        default: "1000",
+        dynamic: false,
+        doc: "incremental fetch sessions kept at once; 0 turns them off",
+    },
+    BrokerConfigDef {
         name: "max.connections",
         kind: Kind::Long { min: 1 },
         default: "4096",

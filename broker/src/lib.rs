@@ -6,6 +6,7 @@ pub mod broker;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod fetch_session;
 pub mod log;
 pub mod server;
 pub mod topics;

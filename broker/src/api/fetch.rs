@@ -1,17 +1,17 @@
 //! Fetch: serves stored batches verbatim, long-polling until `min_bytes` are available or
-//! `max_wait_ms` passes, woken by appends.
+//! `max_wait_ms` passes, woken by appends; full fetches and incremental fetch sessions.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind};
-use kafka_protocol::ResponseError;
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind, TopicName};
+use kafka_protocol::protocol::StrBytes;
 
 use super::Reply;
 use crate::broker::Broker;
-use crate::error::Error;
+use crate::fetch_session::{Plan, SessionPartition};
 
 /// Brook's own bound on one fetch response, whatever the client asks for.
 pub const MAX_FETCH_RESPONSE_BYTES: usize = 64 << 20;
@@ -22,94 +22,272 @@ pub const MAX_FETCH_WAIT_MS: u64 = 30_000;
 pub fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -> Reply {
     let broker = broker.clone();
     Reply::Later(Box::pin(async move {
-        Some(ResponseKind::Fetch(fetch(&broker, &request, version).await))
+        Some(ResponseKind::Fetch(fetch(&broker, request, version).await))
     }))
 }
 
-async fn fetch(broker: &Broker, request: &FetchRequest, version: i16) -> FetchResponse {
-    // Brook declines to create fetch sessions (KIP-227 allows it): clients send full fetches.
-    if version >= 7 && request.session_id != 0 {
-        return FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
-    }
+async fn fetch(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
+    let named: Vec<SessionPartition> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| SessionPartition {
+                topic: t.topic.0.to_string(),
+                topic_id: t.topic_id,
+                partition: p.partition,
+                fetch_offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes,
+                sent_high_watermark: -1,
+                sent_log_start_offset: -1,
+            })
+        })
+        .collect();
+    let forgotten: Vec<(String, i32)> = request
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(move |p| (t.topic.0.to_string(), *p)))
+        .collect();
+    let plan = if version >= 7 {
+        broker
+            .fetch_sessions
+            .plan(request.session_id, request.session_epoch, named.clone(), &forgotten)
+    } else {
+        Ok(Plan::Sessionless)
+    };
+    let (mut targets, session) = match plan {
+        Err(code) => return FetchResponse::default().with_error_code(code),
+        Ok(Plan::Incremental(session)) => (session.partitions.clone(), Some(session)),
+        Ok(Plan::Open) => (named, None),
+        Ok(Plan::Sessionless) => (named, None),
+    };
+    let opening = version >= 7 && session.is_none() && request.session_epoch == 0;
+    let incremental = session.is_some();
+
     let wait = Duration::from_millis((request.max_wait_ms.max(0) as u64).min(MAX_FETCH_WAIT_MS));
     let deadline = tokio::time::Instant::now() + wait;
-    let min_bytes = request.min_bytes.max(0) as usize;
+    let min_bytes = (request.min_bytes.max(0) as usize).max(1);
+    let max_bytes = (request.max_bytes.max(0) as usize).min(MAX_FETCH_RESPONSE_BYTES);
+    let read_committed = request.isolation_level == 1;
     let mut signal = broker.signal.subscribe();
-    loop {
+    let parts = loop {
         signal.borrow_and_update();
-        let (response, bytes, errors) = collect(broker, request);
-        if bytes >= min_bytes.max(1) || errors || tokio::time::Instant::now() >= deadline {
-            return response;
+        let (parts, bytes, errors) = collect(broker, &targets, max_bytes, read_committed);
+        if bytes >= min_bytes || errors || tokio::time::Instant::now() >= deadline {
+            break parts;
         }
         tokio::select! {
-            changed = signal.changed() => if changed.is_err() { return response },
-            _ = tokio::time::sleep_until(deadline) => {
-                return collect(broker, request).0;
-            }
+            changed = signal.changed() => if changed.is_err() { break parts },
+            _ = tokio::time::sleep_until(deadline) => break collect(broker, &targets, max_bytes, read_committed).0,
+        }
+    };
+
+    // Incremental responses carry only partitions with news: records, an error, or a moved
+    // high watermark or log start offset. Every response updates what the session last sent.
+    let mut included = Vec::with_capacity(parts.len());
+    for (target, data) in targets.iter_mut().zip(parts) {
+        let news = data.error_code != 0
+            || data.records.as_ref().is_some_and(|r| !r.is_empty())
+            || data.high_watermark != target.sent_high_watermark
+            || data.log_start_offset != target.sent_log_start_offset;
+        target.sent_high_watermark = data.high_watermark;
+        target.sent_log_start_offset = data.log_start_offset;
+        if !incremental || news {
+            included.push((target.topic.clone(), target.topic_id, data));
         }
     }
+    let session_id = if let Some(mut session) = session {
+        session.partitions = targets;
+        let id = session.id;
+        broker.fetch_sessions.update(session);
+        id
+    } else if opening {
+        broker.fetch_sessions.open(targets)
+    } else {
+        0
+    };
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    for (topic, topic_id, data) in included {
+        match topics.last_mut() {
+            Some(last) if last.topic.0.as_str() == topic => last.partitions.push(data),
+            _ => topics.push(
+                FetchableTopicResponse::default()
+                    .with_topic(TopicName(StrBytes::from_string(topic)))
+                    .with_topic_id(topic_id)
+                    .with_partitions(vec![data]),
+            ),
+        }
+    }
+    FetchResponse::default()
+        .with_session_id(if version >= 7 { session_id } else { 0 })
+        .with_responses(topics)
 }
 
-/// Reads what every requested partition has now: the response, its record bytes, and whether
-/// any partition answered with an error (which ends the wait).
-fn collect(broker: &Broker, request: &FetchRequest) -> (FetchResponse, usize, bool) {
-    let mut budget = (request.max_bytes.max(0) as usize).min(MAX_FETCH_RESPONSE_BYTES);
+/// Reads what every target partition has now: one PartitionData per target (same order), the
+/// record bytes collected, and whether any partition answered with an error (ending the wait).
+fn collect(
+    broker: &Broker,
+    targets: &[SessionPartition],
+    max_bytes: usize,
+    read_committed: bool,
+) -> (Vec<PartitionData>, usize, bool) {
+    let mut budget = max_bytes;
     let mut total = 0usize;
     let mut errors = false;
     let config = broker.config();
-    let read_committed = request.isolation_level == 1;
-    let mut topics = Vec::with_capacity(request.topics.len());
-    for topic in &request.topics {
-        let name = topic.topic.0.as_str();
-        let mut partitions = Vec::with_capacity(topic.partitions.len());
-        for p in &topic.partitions {
-            let mut data = PartitionData::default()
-                .with_partition_index(p.partition)
-                .with_records(Some(Bytes::new()));
-            data.aborted_transactions = read_committed.then(Vec::new);
-            match broker.topics.partition(&config, name, p.partition) {
-                Err(e) => {
-                    errors = true;
-                    data.error_code = e.kafka_code();
-                }
-                Ok((log, _)) => {
-                    let hw = log.high_watermark();
-                    data.high_watermark = hw;
-                    data.last_stable_offset = hw;
-                    data.log_start_offset = log.log_start_offset();
-                    let max = (p.partition_max_bytes.max(0) as usize).min(budget);
-                    // The first batch is returned even past the limits (KIP-74), but only while
-                    // nothing else has been collected, so the response stays bounded.
-                    let limit = if total == 0 { max.max(1) } else { max };
-                    if limit > 0 {
-                        match log.read(p.fetch_offset, limit, hw) {
-                            Ok(bytes) => {
-                                total += bytes.len();
-                                budget = budget.saturating_sub(bytes.len());
-                                data.records = Some(bytes);
+    let mut parts = Vec::with_capacity(targets.len());
+    for t in targets {
+        let mut data = PartitionData::default()
+            .with_partition_index(t.partition)
+            .with_records(Some(Bytes::new()));
+        data.aborted_transactions = read_committed.then(Vec::new);
+        match broker.topics.partition(&config, &t.topic, t.partition) {
+            Err(e) => {
+                errors = true;
+                data.error_code = e.kafka_code();
+            }
+            Ok((log, _)) => {
+                let hw = log.high_watermark();
+                data.high_watermark = hw;
+                data.last_stable_offset = hw;
+                data.log_start_offset = log.log_start_offset();
+                let max = (t.max_bytes.max(0) as usize).min(budget);
+                // The first batch is returned even past the limits (KIP-74), but only while
+                // nothing else has been collected, so the response stays bounded.
+                let limit = if total == 0 { max.max(1) } else { max };
+                if limit > 0 {
+                    match log.read(t.fetch_offset, limit, hw) {
+                        Ok(bytes) => {
+                            total += bytes.len();
+                            budget = budget.saturating_sub(bytes.len());
+                            data.records = Some(bytes);
+                        }
+                        Err(e) => {
+                            errors = true;
+                            if !matches!(e, crate::Error::OffsetOutOfRange { .. }) {
+                                tracing::error!(topic = %t.topic, partition = t.partition, error = %e, "fetch read failed");
                             }
-                            Err(e @ Error::OffsetOutOfRange { .. }) => {
-                                errors = true;
-                                data.error_code = e.kafka_code();
-                                data.high_watermark = hw;
-                            }
-                            Err(e) => {
-                                errors = true;
-                                tracing::error!(topic = name, partition = p.partition, error = %e, "fetch read failed");
-                                data.error_code = e.kafka_code();
-                            }
+                            data.error_code = e.kafka_code();
                         }
                     }
                 }
             }
-            partitions.push(data);
         }
-        topics.push(
-            FetchableTopicResponse::default()
-                .with_topic(topic.topic.clone())
-                .with_topic_id(topic.topic_id)
-                .with_partitions(partitions),
-        );
+        parts.push(data);
     }
-    (FetchResponse::default().with_responses(topics), total, errors)
+    (parts, total, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+
+    use super::*;
+    use crate::api::create_topics::test_support;
+    use crate::log::batch::{encode_batch, validate_batches, Compression, EncodeOptions, NewRecord};
+    use crate::log::AppendOptions;
+
+    fn append(broker: &Broker, partition: i32) {
+        let record = NewRecord {
+            timestamp_ms: 1,
+            key: None,
+            value: Some(Bytes::from_static(b"v")),
+            headers: vec![],
+        };
+        let options = EncodeOptions {
+            base_offset: 0,
+            compression: Compression::None,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            transactional: false,
+            partition_leader_epoch: -1,
+        };
+        let payload = encode_batch(&[record], &options).unwrap();
+        let headers = validate_batches(&payload).unwrap();
+        let log = broker.topics.get("t").unwrap().partition(partition).unwrap();
+        let opts = AppendOptions {
+            now_ms: 1,
+            log_append_time: false,
+            leader_epoch: 0,
+        };
+        log.append(payload, &headers, &opts).unwrap();
+    }
+
+    fn request(session_id: i32, epoch: i32, partitions: &[(i32, i64)]) -> FetchRequest {
+        let parts = partitions
+            .iter()
+            .map(|(p, o)| {
+                FetchPartition::default()
+                    .with_partition(*p)
+                    .with_fetch_offset(*o)
+                    .with_partition_max_bytes(1 << 20)
+            })
+            .collect();
+        let topics = if partitions.is_empty() {
+            vec![]
+        } else {
+            vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("t")))
+                .with_partitions(parts)]
+        };
+        FetchRequest::default()
+            .with_session_id(session_id)
+            .with_session_epoch(epoch)
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_topics(topics)
+    }
+
+    fn shown(response: &FetchResponse) -> Vec<(i32, usize)> {
+        response
+            .responses
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (p.partition_index, p.records.as_ref().map_or(0, |r| r.len())))
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn incremental_sessions_send_only_news() {
+        let (_dir, broker) = test_support::open();
+        let configs = BTreeMap::from([("flush.messages".to_string(), "1000".to_string())]);
+        broker.topics.create(&broker.config(), "t", 2, configs, false).unwrap();
+        append(&broker, 0);
+
+        let full = fetch(&broker, request(0, 0, &[(0, 0), (1, 0)]), 12).await;
+        assert_ne!(full.session_id, 0);
+        let parts = shown(&full);
+        assert_eq!(parts.len(), 2);
+        assert!(parts[0].1 > 0 && parts[1].1 == 0);
+
+        // Partition 0 moved on; nothing new anywhere: an empty incremental response.
+        let quiet = fetch(&broker, request(full.session_id, 1, &[(0, 1)]), 12).await;
+        assert_eq!(quiet.session_id, full.session_id);
+        assert_eq!(shown(&quiet), vec![]);
+
+        // New data in partition 1 shows up without the fetcher naming it.
+        append(&broker, 1);
+        let news = fetch(&broker, request(full.session_id, 2, &[]), 12).await;
+        let parts = shown(&news);
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].0, 1);
+        assert!(parts[0].1 > 0);
+
+        // A stale epoch is refused; closing the session falls back to a full fetch.
+        let stale = fetch(&broker, request(full.session_id, 2, &[]), 12).await;
+        assert_eq!(
+            stale.error_code,
+            kafka_protocol::ResponseError::InvalidFetchSessionEpoch.code()
+        );
+        let closed = fetch(&broker, request(full.session_id, -1, &[(0, 0), (1, 0)]), 12).await;
+        assert_eq!(closed.session_id, 0);
+        assert_eq!(shown(&closed).len(), 2);
+        assert!(broker.fetch_sessions.is_empty());
+    }
 }
