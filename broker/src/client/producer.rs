@@ -26,6 +26,8 @@ use crate::log::batch::{encode_batch, Compression, EncodeOptions, NewRecord};
 const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
 /// Kafka's error code for a gap in sequence numbers, retriable while an earlier batch is retried.
 const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+/// How many times a batch answered with OUT_OF_ORDER_SEQUENCE_NUMBER is retried.
+const MAX_OUT_OF_ORDER_RETRIES: u32 = 5;
 /// Bytes a record costs beyond its key, value and headers, for buffer accounting.
 const RECORD_OVERHEAD_BYTES: usize = 24;
 
@@ -386,15 +388,18 @@ impl Inner {
                 self.resolve(batch, Ok(placed));
             }
             Err(e) => {
+                // An out-of-order sequence is expected while an earlier batch is being retried;
+                // it is retried a few times only, since a lasting gap (an earlier batch failed for
+                // good) cannot heal without a new producer epoch.
+                let out_of_order = matches!(
+                    e,
+                    Error::Remote {
+                        code: OUT_OF_ORDER_SEQUENCE_NUMBER,
+                        ..
+                    }
+                );
                 let retriable = e.is_retriable()
-                    || (self.config.idempotent
-                        && matches!(
-                            e,
-                            Error::Remote {
-                                code: OUT_OF_ORDER_SEQUENCE_NUMBER,
-                                ..
-                            }
-                        ));
+                    || (self.config.idempotent && out_of_order && batch.attempts < MAX_OUT_OF_ORDER_RETRIES);
                 let deadline = batch.created + Duration::from_millis(self.config.delivery_timeout_ms);
                 if retriable && batch.attempts < self.config.retries && Instant::now() < deadline {
                     tracing::debug!(topic = %topic, partition, error = %e, attempt = batch.attempts + 1, "retrying produce");

@@ -23,6 +23,8 @@ pub(super) struct GroupCommit {
 #[derive(Default)]
 struct CommitState {
     running: bool,
+    /// Someone asked for an fsync while one was running: the running one goes round again.
+    dirty: bool,
     failure: Option<String>,
 }
 
@@ -56,19 +58,39 @@ impl GroupCommit {
         self.durable.send_modify(|durable| *durable = (*durable).max(offset));
     }
 
-    /// Claims the right to run the next fsync; false when one is running.
+    /// Claims the right to run the next fsync; false when one is running, which then runs once
+    /// more after it ends so that appends made during it become durable without a new caller.
     fn try_claim(&self) -> Result<bool> {
         let mut state = self.state();
         if let Some(reason) = &state.failure {
             return Err(sticky_failure(reason));
         }
-        Ok(!std::mem::replace(&mut state.running, true))
+        if state.running {
+            state.dirty = true;
+            return Ok(false);
+        }
+        state.running = true;
+        Ok(true)
+    }
+
+    /// After a successful fsync: true when another was asked for meanwhile (the claim is kept
+    /// and the dirty mark cleared), false when the claim is released.
+    fn finish_or_continue(&self, end_offset: i64) -> bool {
+        let mut state = self.state();
+        self.mark_durable(end_offset);
+        if state.dirty {
+            state.dirty = false;
+            return true;
+        }
+        state.running = false;
+        false
     }
 
     /// Ends the running fsync with its outcome (None when abandoned) and wakes the waiters.
     fn release(&self, outcome: Option<Result<i64>>) {
         let mut state = self.state();
         state.running = false;
+        state.dirty = false;
         match outcome {
             Some(Ok(end_offset)) => self.mark_durable(end_offset),
             Some(Err(error)) => {
@@ -105,15 +127,23 @@ impl FlushTicket {
     }
 
     /// Fsyncs everything appended so far (blocking) and publishes the new durable offset.
+    /// Runs again while appends asked for more during the previous round (continuous group commit).
     fn run(mut self) -> Result<()> {
         self.used = true;
-        let outcome = self.shared.sync_appended();
-        let result = match &outcome {
-            Ok(_) => Ok(()),
-            Err(e) => Err(sticky_failure(&e.to_string())),
-        };
-        self.shared.commit.release(Some(outcome));
-        result
+        loop {
+            match self.shared.sync_appended() {
+                Ok(end_offset) => {
+                    if !self.shared.commit.finish_or_continue(end_offset) {
+                        return Ok(());
+                    }
+                }
+                Err(e) => {
+                    let error = sticky_failure(&e.to_string());
+                    self.shared.commit.release(Some(Err(e)));
+                    return Err(error);
+                }
+            }
+        }
     }
 }
 

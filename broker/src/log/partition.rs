@@ -239,7 +239,14 @@ impl PartitionLog {
         if !flush_before_ack && inner.advance_high_watermark(next_offset) {
             self.shared.signal.notify();
         }
-        let flush_due = !flush_before_ack && next_offset - self.shared.commit.durable_offset() >= config.flush_messages;
+        // With fsync before the ack, every append starts (or extends) a background group commit, so
+        // that records become visible even when nobody waits for them (acks=0). Outside a tokio
+        // runtime (offline tools, the model test) durability comes from wait_durable or close.
+        let flush_due = if flush_before_ack {
+            tokio::runtime::Handle::try_current().is_ok()
+        } else {
+            next_offset - self.shared.commit.durable_offset() >= config.flush_messages
+        };
         let info = AppendInfo {
             base_offset,
             last_offset,
