@@ -22,15 +22,22 @@ fn read_acks(path: &Path) -> Vec<(u64, i64, i64)> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("bad ack line {l:?}: {e}"));
-            (v["i"].as_u64().unwrap(), v["p"].as_i64().unwrap(), v["o"].as_i64().unwrap())
+            (
+                v["i"].as_u64().unwrap(),
+                v["p"].as_i64().unwrap(),
+                v["o"].as_i64().unwrap(),
+            )
         })
         .collect()
 }
 
 /// Writes the acks of `acks` whose offset is below `end` to `path`; returns how many.
 fn write_acks_below(acks: &[(u64, i64, i64)], end: i64, path: &Path) -> usize {
-    let kept: Vec<String> =
-        acks.iter().filter(|(_, _, o)| *o < end).map(|(i, p, o)| format!("{{\"i\":{i},\"p\":{p},\"o\":{o}}}")).collect();
+    let kept: Vec<String> = acks
+        .iter()
+        .filter(|(_, _, o)| *o < end)
+        .map(|(i, p, o)| format!("{{\"i\":{i},\"p\":{p},\"o\":{o}}}"))
+        .collect();
     std::fs::write(path, kept.join("\n") + "\n").unwrap();
     kept.len()
 }
@@ -40,7 +47,15 @@ fn produce(broker: &Broker, topic: &str, start: u64, count: u64, rounds: u64, ac
     let s = run_python(
         broker,
         "confluent_log.py",
-        &["produce", &broker.addr, topic, &start.to_string(), &count.to_string(), &rounds.to_string(), acks.to_str().unwrap()],
+        &[
+            "produce",
+            &broker.addr,
+            topic,
+            &start.to_string(),
+            &count.to_string(),
+            &rounds.to_string(),
+            acks.to_str().unwrap(),
+        ],
     );
     assert_eq!(s["acked"], count, "{s}");
     s
@@ -63,24 +78,46 @@ fn acknowledged_writes_survive_sigkill() {
     let mut broker = dir.start_broker(&[]);
     broker.create_topic("durable", 3, &[]);
     let acks = dir.file("acks.jsonl");
-    let cmd = python_cmd("confluent_log.py", &["produce-until-stopped", &broker.addr, "durable", acks.to_str().unwrap()]);
+    let cmd = python_cmd(
+        "confluent_log.py",
+        &["produce-until-stopped", &broker.addr, "durable", acks.to_str().unwrap()],
+    );
     let mut producer = Streaming::spawn(cmd, "confluent_log.py produce-until-stopped");
-    producer.wait_for_line(Duration::from_secs(600), &format!("progress acked>={ACKED_BEFORE_CRASH}"), |l| {
-        l.strip_prefix("progress acked=").and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n >= ACKED_BEFORE_CRASH)
-    });
+    producer.wait_for_line(
+        Duration::from_secs(600),
+        &format!("progress acked>={ACKED_BEFORE_CRASH}"),
+        |l| {
+            l.strip_prefix("progress acked=")
+                .and_then(|n| n.parse::<u64>().ok())
+                .is_some_and(|n| n >= ACKED_BEFORE_CRASH)
+        },
+    );
     // Crash the broker while the producer is still sending, then stop the producer.
     broker.kill();
     producer.close_stdin();
     let out = producer.finish("confluent_log.py produce-until-stopped");
-    assert!(out.status.success(), "producer failed ({}):\n{}", out.status, common::tail(&out.stderr, 30));
+    assert!(
+        out.status.success(),
+        "producer failed ({}):\n{}",
+        out.status,
+        common::tail(&out.stderr, 30)
+    );
     let summary = common::parse_summary(&out.stdout, "producer");
     let acked = summary["acked"].as_u64().expect("acked");
     assert!(acked >= ACKED_BEFORE_CRASH, "{summary}");
-    assert_eq!(read_acks(&acks).len() as u64, acked, "acks file and summary disagree: {summary}");
+    assert_eq!(
+        read_acks(&acks).len() as u64,
+        acked,
+        "acks file and summary disagree: {summary}"
+    );
 
     let broker = Broker::start(&dir.data_dir(), dir.path(), &[]);
     let v = verify(&broker, "durable", "atleast", &[&acks]);
-    assert_eq!(v["acked_checked"], acked, "every acknowledged message should be found: {v}");
+    println!("producer before the crash: {summary}\nafter restart: {v}");
+    assert_eq!(
+        v["acked_checked"], acked,
+        "every acknowledged message should be found: {v}"
+    );
     assert!(v["consumed"].as_u64().unwrap() >= acked, "{v}");
 }
 
@@ -103,7 +140,11 @@ fn clean_restart_keeps_everything_and_offsets_continue() {
     let s2 = produce(&broker, "restart", 5000, 5000, 5, &second);
     for (p, stats) in s2["partitions"].as_object().unwrap() {
         let before = s1["partitions"][p]["max"].as_i64().map(|m| m + 1).unwrap_or(0);
-        assert_eq!(stats["min"].as_i64().unwrap(), before, "partition {p}: offsets should continue after restart: {s1} {s2}");
+        assert_eq!(
+            stats["min"].as_i64().unwrap(),
+            before,
+            "partition {p}: offsets should continue after restart: {s1} {s2}"
+        );
     }
     let v = verify(&broker, "restart", "exact", &[&first, &second]);
     assert_eq!(v["consumed"], 10000, "{v}");
@@ -137,12 +178,23 @@ fn damaged_tail(stop: Stop, damage: impl FnOnce(&Path, u64, u64)) {
     }
 
     let segs = segments(&broker.partition_dir("damaged", 0));
-    let last_seg = segs.last().unwrap_or_else(|| panic!("no .log segment in {}", broker.partition_dir("damaged", 0).display()));
+    let last_seg = segs
+        .last()
+        .unwrap_or_else(|| panic!("no .log segment in {}", broker.partition_dir("damaged", 0).display()));
     let batches = scan_batches(last_seg);
-    assert!(batches.len() >= 2, "expected several batches in {}, found {batches:?}", last_seg.display());
+    assert!(
+        batches.len() >= 2,
+        "expected several batches in {}, found {batches:?}",
+        last_seg.display()
+    );
     let (pos, base, len, _) = *batches.last().unwrap();
     let file_len = std::fs::metadata(last_seg).unwrap().len();
-    assert_eq!(pos + len, file_len, "{} should end with its last batch (no preallocation or trailing bytes)", last_seg.display());
+    assert_eq!(
+        pos + len,
+        file_len,
+        "{} should end with its last batch (no preallocation or trailing bytes)",
+        last_seg.display()
+    );
     damage(last_seg, pos, len);
 
     let kept_path = dir.file("kept.jsonl");
@@ -151,12 +203,21 @@ fn damaged_tail(stop: Stop, damage: impl FnOnce(&Path, u64, u64)) {
 
     let broker = Broker::start(&dir.data_dir(), dir.path(), &[]);
     let v = verify(&broker, "damaged", "exact", &[&kept_path]);
-    assert_eq!(v["consumed"], kept as u64, "every batch before the damage, and nothing else: {v}");
-    assert_eq!(v["ends"]["0"], base, "the log should end where the damaged batch began: {v}");
+    assert_eq!(
+        v["consumed"], kept as u64,
+        "every batch before the damage, and nothing else: {v}"
+    );
+    assert_eq!(
+        v["ends"]["0"], base,
+        "the log should end where the damaged batch began: {v}"
+    );
 
     let more = dir.file("more.jsonl");
     let s = produce(&broker, "damaged", 2000, 100, 1, &more);
-    assert_eq!(s["partitions"]["0"]["min"], base, "producing should continue at the damaged batch's offset: {s}");
+    assert_eq!(
+        s["partitions"]["0"]["min"], base,
+        "producing should continue at the damaged batch's offset: {s}"
+    );
     let v = verify(&broker, "damaged", "exact", &[&kept_path, &more]);
     assert_eq!(v["consumed"], kept as u64 + 100, "{v}");
 }

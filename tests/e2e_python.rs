@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{require_python, run_python, TestDir};
+use common::{assert_stored_codec, require_python, run_python, TestDir};
 
 /// Messages per codec per client, as the issue requires.
 const MESSAGES: usize = 100_000;
@@ -22,7 +22,10 @@ fn assert_roundtrip(summary: &serde_json::Value, codec: &str) {
     assert_eq!(parts.len(), PARTITIONS as usize, "{summary}");
     let total: u64 = parts.values().map(|v| v.as_u64().unwrap()).sum();
     assert_eq!(total, MESSAGES as u64, "{summary}");
-    assert!(parts.values().all(|v| v.as_u64().unwrap() > 0), "every partition should get messages: {summary}");
+    assert!(
+        parts.values().all(|v| v.as_u64().unwrap() > 0),
+        "every partition should get messages: {summary}"
+    );
 }
 
 fn confluent(codec: &str, idempotence: bool) {
@@ -35,8 +38,13 @@ fn confluent(codec: &str, idempotence: bool) {
     broker.create_topic(&topic, PARTITIONS, &[]);
     let n = MESSAGES.to_string();
     let idem = if idempotence { "true" } else { "false" };
-    let s = run_python(&broker, "confluent_roundtrip.py", &[&broker.addr, &topic, codec, &n, idem]);
+    let s = run_python(
+        &broker,
+        "confluent_roundtrip.py",
+        &[&broker.addr, &topic, codec, &n, idem],
+    );
     assert_roundtrip(&s, codec);
+    assert_stored_codec(&broker, &topic, PARTITIONS, codec);
     assert_eq!(s["idempotence"], idempotence, "{s}");
     assert_eq!(s["offsets_for_times_checked"], 4 * PARTITIONS, "{s}");
 }
@@ -49,8 +57,13 @@ fn kafka_python(codec: &str) {
     let broker = dir.start_broker(&[]);
     let topic = format!("kafka-python-{codec}");
     broker.create_topic(&topic, PARTITIONS, &[]);
-    let s = run_python(&broker, "kafka_python_roundtrip.py", &[&broker.addr, &topic, codec, &MESSAGES.to_string()]);
+    let s = run_python(
+        &broker,
+        "kafka_python_roundtrip.py",
+        &[&broker.addr, &topic, codec, &MESSAGES.to_string()],
+    );
     assert_roundtrip(&s, codec);
+    assert_stored_codec(&broker, &topic, PARTITIONS, codec);
 }
 
 fn aiokafka(codec: &str) {
@@ -61,8 +74,13 @@ fn aiokafka(codec: &str) {
     let broker = dir.start_broker(&[]);
     let topic = format!("aiokafka-{codec}");
     broker.create_topic(&topic, PARTITIONS, &[]);
-    let s = run_python(&broker, "aiokafka_roundtrip.py", &[&broker.addr, &topic, codec, &MESSAGES.to_string()]);
+    let s = run_python(
+        &broker,
+        "aiokafka_roundtrip.py",
+        &[&broker.addr, &topic, codec, &MESSAGES.to_string()],
+    );
     assert_roundtrip(&s, codec);
+    assert_stored_codec(&broker, &topic, PARTITIONS, codec);
 }
 
 macro_rules! codec_tests {
@@ -108,5 +126,8 @@ fn list_offsets_and_out_of_range_fetch() {
     let parts = s["partitions"].as_object().expect("partitions");
     assert_eq!(parts.len(), 2, "{s}");
     let total: u64 = parts.values().map(|v| v.as_u64().unwrap()).sum();
-    assert_eq!(total, 5000, "log end offsets should add up to the messages produced: {s}");
+    assert_eq!(
+        total, 5000,
+        "log end offsets should add up to the messages produced: {s}"
+    );
 }

@@ -29,11 +29,15 @@ from clientlib import (Deadline, fail, headers, index_of, key, norm_headers, sum
 
 
 def producer(bootstrap, on_delivery):
+    # Small batches and a short queue keep several produce requests in flight at any moment, so
+    # that a crash lands in the middle of a stream of writes rather than between two big bursts.
     return Producer({
         "bootstrap.servers": bootstrap,
         "acks": "all",
         "enable.idempotence": True,
-        "linger.ms": 5,
+        "linger.ms": 1,
+        "batch.num.messages": 200,
+        "queue.buffering.max.messages": 20000,
         "message.timeout.ms": 300000,
         "on_delivery": on_delivery,
     })

@@ -21,8 +21,8 @@ def produce(bootstrap, topic, codec, n):
         compression_type=None if codec == "none" else codec,
         linger_ms=5,
         batch_size=64 * 1024,
-        buffer_memory=64 * 1024 * 1024,
         request_timeout_ms=120000,
+        delivery_timeout_ms=300000,
         max_block_ms=120000,
     )
     futures = []

@@ -12,8 +12,8 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -42,7 +42,9 @@ fn missing(what: &str) -> bool {
     if in_ci() {
         panic!("prerequisite missing in CI (CI=true): {what}; `bash .ci/run` installs it");
     }
-    println!("skipping: {what} (run `bash .ci/run` once to install the test prerequisites)");
+    // Written to the process's stderr directly so that it shows even when libtest captures output.
+    let line = format!("skipping: {what} (run `bash .ci/run` once to install the test prerequisites)\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
     false
 }
 
@@ -77,11 +79,16 @@ pub fn require_python(modules: &[&str]) -> bool {
 
 /// The kcat binary ($KCAT or `kcat` on PATH) when present; otherwise fails (CI) or skips.
 pub fn require_kcat() -> Option<PathBuf> {
-    let kcat = std::env::var_os("KCAT").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("kcat"));
+    let kcat = std::env::var_os("KCAT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("kcat"));
     match Command::new(&kcat).arg("-V").stdin(Stdio::null()).output() {
         Ok(out) if out.status.success() => Some(kcat),
         Ok(out) => {
-            missing(&format!("kcat -V failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+            missing(&format!(
+                "kcat -V failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
             None
         }
         Err(e) => {
@@ -135,7 +142,12 @@ pub struct TestDir {
 impl TestDir {
     /// A fresh temporary directory.
     pub fn new() -> TestDir {
-        TestDir { dir: tempfile::Builder::new().prefix("brook-e2e-").tempdir().expect("create temp dir") }
+        TestDir {
+            dir: tempfile::Builder::new()
+                .prefix("brook-e2e-")
+                .tempdir()
+                .expect("create temp dir"),
+        }
     }
 
     /// The directory itself.
@@ -167,11 +179,18 @@ impl Broker {
         let log_path = log_dir.join(format!("broker-{id}.log"));
         let log = File::create(&log_path).expect("create broker log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_brook"));
-        cmd.arg("serve").arg("--data-dir").arg(data_dir).arg("--kafka-listen").arg("127.0.0.1:0");
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--kafka-listen")
+            .arg("127.0.0.1:0");
         for (k, v) in configs {
             cmd.arg("--config").arg(format!("{k}={v}"));
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::from(log));
+        cmd.env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
         let mut child = cmd.spawn().expect("spawn brook serve");
         let stdout = child.stdout.take().expect("broker stdout");
         let (tx, rx) = mpsc::channel::<String>();
@@ -186,7 +205,12 @@ impl Broker {
                 }
             }
         });
-        let mut broker = Broker { child: Some(child), addr: String::new(), data_dir: data_dir.to_path_buf(), log_path };
+        let mut broker = Broker {
+            child: Some(child),
+            addr: String::new(),
+            data_dir: data_dir.to_path_buf(),
+            log_path,
+        };
         let end = Instant::now() + STARTUP_DEADLINE;
         loop {
             let left = end.saturating_duration_since(Instant::now());
@@ -205,17 +229,14 @@ impl Broker {
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     let status = broker.child.as_mut().unwrap().wait().expect("wait broker");
-                    panic!(
-                        "brook serve exited ({status}) before printing `listening kafka=...`; its log:\n{}",
-                        broker.log_tail(60)
-                    );
+                    panic!("brook serve exited ({status}) before printing `listening kafka=...` (its log follows)");
                 }
             }
             if let Some(status) = broker.child.as_mut().unwrap().try_wait().expect("try_wait") {
-                panic!("brook serve exited ({status}) before printing its listening line; its log:\n{}", broker.log_tail(60));
+                panic!("brook serve exited ({status}) before printing its listening line (its log follows)");
             }
             if Instant::now() >= end {
-                panic!("brook serve printed no listening line within {STARTUP_DEADLINE:?}; its log:\n{}", broker.log_tail(60));
+                panic!("brook serve printed no listening line within {STARTUP_DEADLINE:?} (its log follows)");
             }
         }
     }
@@ -236,7 +257,7 @@ impl Broker {
     /// Asserts the broker process is still alive (did not crash on what we sent it).
     pub fn assert_running(&mut self, after: &str) {
         if !self.is_running() {
-            panic!("brook serve is no longer running after {after}; its log:\n{}", self.log_tail(80));
+            panic!("brook serve is no longer running after {after} (its log follows)");
         }
     }
 
@@ -258,7 +279,10 @@ impl Broker {
     /// Stops the broker with SIGTERM and asserts it exited successfully (clean shutdown).
     pub fn stop_clean(&mut self) {
         let status = self.terminate();
-        assert!(status.success(), "brook serve exited with {status} after SIGTERM (expected a clean exit 0); its log:\n{}", self.log_tail(60));
+        assert!(
+            status.success(),
+            "brook serve exited with {status} after SIGTERM, expected a clean exit 0 (its log follows)"
+        );
     }
 
     /// The last `n` lines of this broker's stderr log.
@@ -271,18 +295,25 @@ impl Broker {
     /// Creates a topic with `brook topics create`.
     pub fn create_topic(&self, name: &str, partitions: u32, configs: &[(&str, &str)]) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_brook"));
-        cmd.args(["topics", "create", name, "--partitions", &partitions.to_string(), "--bootstrap-server", &self.addr]);
+        cmd.args([
+            "topics",
+            "create",
+            name,
+            "--partitions",
+            &partitions.to_string(),
+            "--bootstrap-server",
+            &self.addr,
+        ]);
         for (k, v) in configs {
             cmd.arg("--config").arg(format!("{k}={v}"));
         }
         let out = run(cmd, "brook topics create");
         assert!(
             out.status.success(),
-            "brook topics create {name} failed ({}):\nstdout: {}\nstderr: {}\nbroker log:\n{}",
+            "brook topics create {name} failed ({}):\nstdout: {}\nstderr: {}",
             out.status,
             out.stdout,
-            out.stderr,
-            self.log_tail(40)
+            out.stderr
         );
     }
 
@@ -299,7 +330,11 @@ impl Drop for Broker {
             let _ = child.wait();
         }
         if thread::panicking() {
-            eprintln!("---- brook serve log (last 60 lines of {}) ----\n{}", self.log_path.display(), self.log_tail(60));
+            eprintln!(
+                "---- brook serve log (last 60 lines of {}) ----\n{}",
+                self.log_path.display(),
+                self.log_tail(60)
+            );
         }
     }
 }
@@ -353,7 +388,11 @@ pub fn run_with_stdin(mut cmd: Command, stdin_file: Option<&Path>, what: &str) -
     let mut guard = ChildGuard(Some(child));
     let status = wait_with_deadline(guard.0.as_mut().unwrap(), CLIENT_DEADLINE, what);
     guard.0 = None;
-    Output { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() }
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
 }
 
 /// The path of a client script in tests/clients/.
@@ -374,12 +413,12 @@ pub fn run_python(broker: &Broker, script: &str, args: &[&str]) -> serde_json::V
     let out = run(python_cmd(script, args), script);
     if !out.status.success() {
         panic!(
-            "{script} {} failed ({}):\nstderr:\n{}\nstdout:\n{}\nbroker log:\n{}",
+            "{script} {} failed ({}) against the broker at {}:\nstderr:\n{}\nstdout:\n{}",
             args.join(" "),
             out.status,
+            broker.addr,
             tail(&out.stderr, 40),
-            tail(&out.stdout, 10),
-            broker.log_tail(40)
+            tail(&out.stdout, 10)
         );
     }
     parse_summary(&out.stdout, script)
@@ -387,7 +426,11 @@ pub fn run_python(broker: &Broker, script: &str, args: &[&str]) -> serde_json::V
 
 /// Parses the last non-empty stdout line as JSON.
 pub fn parse_summary(stdout: &str, what: &str) -> serde_json::Value {
-    let line = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_else(|| panic!("{what} printed no summary"));
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_else(|| panic!("{what} printed no summary"));
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{what} summary is not JSON ({e}): {line}"))
 }
 
@@ -427,7 +470,12 @@ impl Streaming {
                 }
             }
         });
-        Streaming { guard: ChildGuard(Some(child)), lines: rx, stdout: Some(stdout), stderr_seen: Vec::new() }
+        Streaming {
+            guard: ChildGuard(Some(child)),
+            lines: rx,
+            stdout: Some(stdout),
+            stderr_seen: Vec::new(),
+        }
     }
 
     /// Waits until `pred` holds for a stderr line; panics if the process ends or the deadline passes.
@@ -436,7 +484,10 @@ impl Streaming {
         loop {
             let left = end.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                panic!("no stderr line matching {what} within {deadline:?}; stderr so far:\n{}", tail(&self.stderr_seen.join("\n"), 40));
+                panic!(
+                    "no stderr line matching {what} within {deadline:?}; stderr so far:\n{}",
+                    tail(&self.stderr_seen.join("\n"), 40)
+                );
             }
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
@@ -481,7 +532,11 @@ impl Streaming {
         while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(10)) {
             self.stderr_seen.push(l);
         }
-        Output { status, stdout, stderr: self.stderr_seen.join("\n") }
+        Output {
+            status,
+            stdout,
+            stderr: self.stderr_seen.join("\n"),
+        }
     }
 }
 
@@ -496,12 +551,21 @@ pub fn scan_batches(segment: &Path) -> Vec<(u64, i64, u64, i64)> {
     while pos + 27 <= bytes.len() {
         let base = i64::from_be_bytes(bytes[pos..pos + 8].try_into().unwrap());
         let len = i32::from_be_bytes(bytes[pos + 8..pos + 12].try_into().unwrap());
-        assert!(len > 0, "bad batch length {len} at position {pos} of {}", segment.display());
+        assert!(
+            len > 0,
+            "bad batch length {len} at position {pos} of {}",
+            segment.display()
+        );
         let total = 12 + len as usize;
         if pos + total > bytes.len() {
             break;
         }
-        assert_eq!(bytes[pos + 16], 2, "batch at position {pos} of {} is not magic v2", segment.display());
+        assert_eq!(
+            bytes[pos + 16],
+            2,
+            "batch at position {pos} of {} is not magic v2",
+            segment.display()
+        );
         let delta = i32::from_be_bytes(bytes[pos + 23..pos + 27].try_into().unwrap());
         out.push((pos as u64, base, total as u64, base + delta as i64));
         pos += total;
@@ -522,3 +586,46 @@ pub fn segments(partition_dir: &Path) -> Vec<PathBuf> {
 
 /// The codecs every client test runs with.
 pub const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
+
+/// The compression codec id Kafka stores in a batch's attributes (low 3 bits).
+pub fn codec_id(codec: &str) -> u16 {
+    match codec {
+        "none" => 0,
+        "gzip" => 1,
+        "snappy" => 2,
+        "lz4" => 3,
+        "zstd" => 4,
+        other => panic!("unknown codec {other}"),
+    }
+}
+
+/// Asserts that the topic's stored batches carry `codec` in their attributes: the client really
+/// compressed, and the broker stored the batches as sent. librdkafka sends a batch uncompressed
+/// when compressing would not shrink it, so with a codec some batches may say "none", but at least
+/// one must carry the codec and none may carry another.
+pub fn assert_stored_codec(broker: &Broker, topic: &str, partitions: u32, codec: &str) {
+    let want = codec_id(codec);
+    let mut batches = 0;
+    let mut with_codec = 0;
+    for p in 0..partitions {
+        for seg in segments(&broker.partition_dir(topic, p)) {
+            let bytes = std::fs::read(&seg).unwrap();
+            for (pos, _, _, _) in scan_batches(&seg) {
+                let attrs = u16::from_be_bytes(bytes[pos as usize + 21..pos as usize + 23].try_into().unwrap());
+                let got = attrs & 7;
+                assert!(
+                    got == want || got == 0,
+                    "batch at position {pos} of {} has codec {got}, expected {codec} ({want})",
+                    seg.display()
+                );
+                batches += 1;
+                with_codec += usize::from(got == want);
+            }
+        }
+    }
+    assert!(batches > 0, "no batches stored for {topic}");
+    assert!(
+        with_codec > 0,
+        "none of the {batches} stored batches of {topic} uses {codec}"
+    );
+}

@@ -9,6 +9,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod fetch;
+pub mod find_coordinator;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod list_offsets;
@@ -51,6 +52,7 @@ pub fn handle(broker: &Arc<Broker>, request: RequestKind, version: i16) -> Optio
         R::DescribeCluster(r) => K::DescribeCluster(describe_cluster::handle(broker, r, version)),
         R::DescribeConfigs(r) => K::DescribeConfigs(describe_configs::handle(broker, r, version)),
         R::Fetch(r) => return Some(fetch::handle(broker, r, version)),
+        R::FindCoordinator(r) => K::FindCoordinator(find_coordinator::handle(broker, r, version)),
         R::IncrementalAlterConfigs(r) => {
             K::IncrementalAlterConfigs(incremental_alter_configs::handle(broker, r, version))
         }

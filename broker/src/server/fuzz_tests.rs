@@ -43,6 +43,7 @@ fn valid_frames() -> Vec<Bytes> {
                     RequestKind::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::default())
                 }
                 ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
+                ApiKey::FindCoordinator => RequestKind::FindCoordinator(FindCoordinatorRequest::default()),
                 other => panic!("no sample request for {other:?}"),
             };
             body.encode(&mut buf, v).unwrap();

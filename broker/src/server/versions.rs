@@ -33,6 +33,7 @@ pub const SUPPORTED: &[Supported] = &[
     api(ApiKey::Fetch, 4, 12, 4),
     api(ApiKey::ListOffsets, 1, 8, 1),
     api(ApiKey::Metadata, 0, 12, 0),
+    api(ApiKey::FindCoordinator, 0, 4, 0),
     api(ApiKey::ApiVersions, 0, 4, 0),
     api(ApiKey::CreateTopics, 2, 7, 2),
     api(ApiKey::DeleteTopics, 1, 6, 1),
@@ -91,7 +92,8 @@ mod tests {
         check::<CreatePartitionsResponse>(ApiKey::CreatePartitions);
         check::<IncrementalAlterConfigsResponse>(ApiKey::IncrementalAlterConfigs);
         check::<DescribeClusterResponse>(ApiKey::DescribeCluster);
-        assert_eq!(SUPPORTED.len(), 15);
+        check::<FindCoordinatorResponse>(ApiKey::FindCoordinator);
+        assert_eq!(SUPPORTED.len(), 16);
     }
 
     #[test]
