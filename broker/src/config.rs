@@ -225,9 +225,9 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
     BrokerConfigDef {
         name: "queued.max.requests",
         kind: Kind::Long { min: 1 },
-        default: "500",
+        default: "32",
         dynamic: false,
-        doc: "requests in flight per connection before reading pauses",
+        doc: "requests in flight per connection before reading pauses; bounds the responses a connection holds",
     },
     BrokerConfigDef {
         name: "socket.request.max.bytes",
@@ -247,7 +247,6 @@ fn validate(name: &str, kind: Kind, value: &str) -> Result<()> {
     match kind {
         Kind::Long { min } => {
             let v: i64 = value
-                .trim()
                 .parse()
                 .map_err(|_| bad(format!("{value:?} is not a whole number")))?;
             if v < min {
@@ -455,6 +454,7 @@ mod tests {
         for (name, value) in [
             ("retention.ms", "soon"),
             ("retention.ms", "-2"),
+            ("retention.ms", " 5"),
             ("cleanup.policy", "delete,shred"),
             ("nope", "1"),
         ] {

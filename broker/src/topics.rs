@@ -227,6 +227,9 @@ impl Topics {
         let configs = topic.configs();
         let mut logs = Vec::with_capacity(partitions as usize);
         for p in 0..partitions {
+            // A directory without a topic file is left from a crash during create or delete: its
+            // data belongs to no topic, and a new topic must never inherit it.
+            self.remove_partition_dir(name, p);
             logs.push(Arc::new(PartitionLog::open(
                 &self.partition_dir(name, p),
                 broker.log_config(&configs),
@@ -255,17 +258,13 @@ impl Topics {
         let file = self.meta_dir.join(format!("{name}.properties"));
         std::fs::remove_file(&file).map_err(|e| Error::io(format!("removing {}", file.display()), e))?;
         sync_dir(&self.meta_dir)?;
-        let suffix = Uuid::new_v4().simple().to_string();
-        for p in 0..topic.partition_count() {
-            let dir = self.partition_dir(name, p);
-            let doomed = self.data_dir.join(format!("{name}-{p}.{suffix}-delete"));
-            if let Err(e) = std::fs::rename(&dir, &doomed) {
-                tracing::warn!(dir = %dir.display(), error = %e, "could not move a deleted partition aside");
-                continue;
+        for (p, log) in topic.partitions().iter().enumerate() {
+            // Closing first makes an append racing with the delete fail instead of being
+            // acknowledged into a file about to disappear.
+            if let Err(e) = log.close() {
+                tracing::warn!(topic = name, partition = p, error = %e, "closing a deleted partition failed");
             }
-            if let Err(e) = std::fs::remove_dir_all(&doomed) {
-                tracing::warn!(dir = %doomed.display(), error = %e, "could not remove a deleted partition");
-            }
+            self.remove_partition_dir(name, p as i32);
         }
         tracing::info!(topic = name, "topic deleted");
         Ok(())
@@ -294,6 +293,7 @@ impl Topics {
         let configs = topic.configs();
         let mut added = Vec::new();
         for p in current..total {
+            self.remove_partition_dir(name, p);
             added.push(Arc::new(PartitionLog::open(
                 &self.partition_dir(name, p),
                 broker.log_config(&configs),
@@ -340,6 +340,24 @@ impl Topics {
             for log in topic.partitions() {
                 log.set_config(config.clone());
             }
+        }
+    }
+
+    /// Moves a partition directory aside and removes it, if it exists.
+    fn remove_partition_dir(&self, topic: &str, partition: i32) {
+        let dir = self.partition_dir(topic, partition);
+        if !dir.exists() {
+            return;
+        }
+        let doomed = self
+            .data_dir
+            .join(format!("{topic}-{partition}.{}-delete", Uuid::new_v4().simple()));
+        if let Err(e) = std::fs::rename(&dir, &doomed) {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not move a partition directory aside");
+            return;
+        }
+        if let Err(e) = std::fs::remove_dir_all(&doomed) {
+            tracing::warn!(dir = %doomed.display(), error = %e, "could not remove a partition directory");
         }
     }
 
@@ -433,6 +451,23 @@ fn remove_deleted_dirs(data_dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_topic_never_inherits_a_leftover_partition_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = BrokerConfig::new(dir.path().to_path_buf());
+        // A partition directory with a segment but no topic file, as a crash mid-delete leaves.
+        let orphan = dir.path().join("t-0");
+        std::fs::create_dir_all(&orphan).unwrap();
+        std::fs::write(orphan.join("00000000000000000000.log"), b"leftover bytes").unwrap();
+        let topics = Topics::open(&broker, AppendSignal::default()).unwrap();
+        let topic = topics.create(&broker, "t", 1, BTreeMap::new(), false).unwrap();
+        let log = topic.partition(0).unwrap();
+        assert_eq!(
+            (log.log_start_offset(), log.log_end_offset(), log.size_bytes()),
+            (0, 0, 0)
+        );
+    }
 
     #[test]
     fn topic_names_follow_kafka_rules() {

@@ -16,15 +16,8 @@ pub fn handle(broker: &Arc<Broker>, request: InitProducerIdRequest, _version: i1
             .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
             .with_producer_id(ProducerId(-1));
     }
-    // A producer that asks to bump its epoch (KIP-360) keeps its id with the next epoch.
-    if request.producer_id.0 >= 0 && request.producer_epoch >= 0 {
-        let epoch = request.producer_epoch.checked_add(1).filter(|e| *e < i16::MAX);
-        if let Some(epoch) = epoch {
-            return response
-                .with_producer_id(request.producer_id)
-                .with_producer_epoch(epoch);
-        }
-    }
+    // Without a transactional id Kafka ignores any producer id and epoch sent (a client must not
+    // be able to fence another's id) and hands out a fresh id.
     match broker.next_producer_id() {
         Ok(id) => response.with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => {

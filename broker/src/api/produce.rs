@@ -41,7 +41,7 @@ pub fn handle(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> R
             };
             let response = match outcome {
                 Ok((log, info)) => {
-                    if acks != 0 && log.flush_before_ack() && !info.duplicate {
+                    if acks != 0 && log.flush_before_ack() {
                         waits.push((ti, pi, log.clone(), info.last_offset + 1));
                     }
                     response

@@ -330,6 +330,19 @@ fn check_client_rules(header: &BatchHeader, pos: usize) -> Result<()> {
             "batch at byte {pos} is a control batch, which clients may not write"
         )));
     }
+    // Every record takes at least MIN_RECORD_BYTES: a count the batch could not hold would make
+    // the log jump offsets (and roll segments) for nothing.
+    let body_bytes = header.total_bytes().saturating_sub(HEADER_BYTES);
+    let room = match header.compression() {
+        Ok(Compression::None) => body_bytes,
+        _ => crate::log::MAX_DECODED_BATCH_BYTES,
+    };
+    if header.record_count as usize > room / MIN_RECORD_BYTES {
+        return Err(Error::InvalidRecord(format!(
+            "batch at byte {pos} claims {} records, more than its {body_bytes} bytes can hold",
+            header.record_count
+        )));
+    }
     if header.producer_id >= 0 && header.base_sequence < 0 {
         return Err(Error::InvalidRecord(format!(
             "batch at byte {pos} has producer id {} but invalid base sequence {}",

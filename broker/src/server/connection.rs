@@ -36,7 +36,12 @@ pub async fn run(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
             let bytes = match pending {
                 Pending::Ready(b) => Some(b),
                 Pending::Task(handle) => match handle.await {
-                    Ok(b) => b,
+                    Ok(Some(b)) => Some(b),
+                    Ok(None) => {
+                        // Skipping a response would shift every later one onto the wrong request.
+                        tracing::error!(peer = %peer, "a response could not be built; closing connection");
+                        return;
+                    }
                     Err(e) => {
                         tracing::error!(peer = %peer, error = %e, "request task failed; closing connection");
                         return;
@@ -72,12 +77,26 @@ pub async fn run(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
             tracing::warn!(peer = %peer, size_bytes = len, limit_bytes = max_request_bytes, "request frame size out of bounds; closing connection");
             break;
         }
-        let mut frame = BytesMut::zeroed(len as usize);
-        if let Err(e) = reader.read_exact(&mut frame).await {
-            tracing::info!(peer = %peer, error = %e, "truncated request frame; closing connection");
-            break;
+        // The buffer grows as bytes arrive, so a length prefix alone reserves no memory.
+        let mut body = Vec::with_capacity((len as usize).min(64 * 1024));
+        let read = tokio::time::timeout(idle, (&mut reader).take(len as u64).read_to_end(&mut body)).await;
+        match read {
+            Ok(Ok(n)) if n == len as usize => {}
+            Ok(Ok(n)) => {
+                tracing::info!(peer = %peer, size_bytes = len, read_bytes = n, "truncated request frame; closing connection");
+                break;
+            }
+            Ok(Err(e)) => {
+                tracing::info!(peer = %peer, error = %e, "request read failed; closing connection");
+                break;
+            }
+            Err(_) => {
+                tracing::info!(peer = %peer, size_bytes = len, "request body stalled; closing connection");
+                break;
+            }
         }
-        match dispatch(&broker, frame.freeze(), peer) {
+        let frame = Bytes::from(body);
+        match dispatch(&broker, frame, peer) {
             Ok(None) => {}
             Ok(Some(pending)) => {
                 if tx.send(pending).await.is_err() {
