@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::config::BrokerConfig;
 use crate::error::{Error, Result};
 use crate::fetch_session::FetchSessions;
+use crate::group::GroupCoordinator;
 use crate::log::AppendSignal;
 use crate::topics::{write_atomically, Topics};
 
@@ -24,6 +25,8 @@ pub struct Broker {
     pub signal: AppendSignal,
     /// The cluster id reported in Metadata and DescribeCluster, stable across restarts.
     pub cluster_id: String,
+    /// Consumer groups and committed offsets.
+    pub groups: Arc<GroupCoordinator>,
     /// Incremental fetch sessions (KIP-227).
     pub fetch_sessions: FetchSessions,
     producer_ids: Mutex<ProducerIdBlock>,
@@ -51,10 +54,12 @@ impl Broker {
             })?;
         let signal = AppendSignal::default();
         let topics = Topics::open(&config, signal.clone())?;
+        let groups = Arc::new(GroupCoordinator::open(&topics, &config)?);
         let (shutdown, _) = tokio::sync::watch::channel(false);
         let fetch_sessions = FetchSessions::new(config.long("max.incremental.fetch.session.cache.slots") as usize);
         Ok(Arc::new(Broker {
             fetch_sessions,
+            groups,
             config: RwLock::new(config),
             topics,
             signal,

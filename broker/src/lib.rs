@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod fetch_session;
+pub mod group;
 pub mod log;
 pub mod server;
 pub mod topics;

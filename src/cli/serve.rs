@@ -47,6 +47,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     let server = tokio::spawn(brook_broker::server::serve(broker.clone(), listener));
     let retention = tokio::spawn(broker.clone().retention_loop());
+    let group_timers = tokio::spawn(broker.groups.clone().run_timers(broker.shutdown_signal()));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
@@ -57,6 +58,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || closing.close()).await??;
     server.abort();
     retention.abort();
+    group_timers.abort();
     tracing::info!("broker stopped cleanly");
     Ok(())
 }
