@@ -19,10 +19,10 @@ hangs past its deadline or the observations cannot be made at all.
 import sys
 import time
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME, TIMESTAMP_NOT_AVAILABLE
-from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions,
-                                   NewTopic, OffsetSpec, ResourceType)
+from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource,
+                                   NewPartitions, NewTopic, OffsetSpec, ResourceType)
 
 from clientlib import BASE_TS_MS, Deadline, fail, summary
 
@@ -145,8 +145,7 @@ def describe(admin, topic):
         entries = admin.describe_configs([res], request_timeout=TIMEOUT)[res].result(timeout=TIMEOUT)
     except Exception as e:  # noqa: BLE001
         return {"error": exc_obs(e)}
-    return {name: [e.value, e.source.name if hasattr(e.source, "name") else e.source]
-            for name, e in entries.items()}
+    return {name: [e.value, ConfigSource(e.source).name] for name, e in entries.items()}
 
 
 def topic_partitions(admin, topic):
@@ -250,7 +249,8 @@ def admin_checks(bootstrap, prefix):
         c.close()
         c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"brook-e2e-admin-{topic}-2",
                       "auto.offset.reset": "earliest", "enable.auto.commit": False})
-        c.assign([TopicPartition(topic, 0)])
+        # An explicit OFFSET_BEGINNING: the group APIs (OffsetFetch) are not served yet.
+        c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
         deadline = Deadline(what="first record after DeleteRecords")
         while True:
             deadline.check()
