@@ -18,7 +18,8 @@ const PRODUCER_ID_BLOCK: i64 = 1000;
 
 /// Everything a request handler can reach.
 pub struct Broker {
-    config: RwLock<BrokerConfig>,
+    /// Swapped whole on change, so a request clones a pointer, not the config.
+    config: RwLock<Arc<BrokerConfig>>,
     /// The topics and their logs.
     pub topics: Topics,
     /// Wakes long-polling fetches when data becomes visible.
@@ -60,7 +61,7 @@ impl Broker {
         Ok(Arc::new(Broker {
             fetch_sessions,
             groups,
-            config: RwLock::new(config),
+            config: RwLock::new(Arc::new(config)),
             topics,
             signal,
             cluster_id,
@@ -74,13 +75,15 @@ impl Broker {
     }
 
     /// A snapshot of the broker config.
-    pub fn config(&self) -> BrokerConfig {
+    pub fn config(&self) -> Arc<BrokerConfig> {
         self.config.read().expect("config lock").clone()
     }
 
     /// Changes broker configs (validated all together, applied only if all are valid).
     pub fn alter_config(&self, set: &[(String, Option<String>)], validate_only: bool) -> Result<()> {
-        let mut next = self.config();
+        // The write lock is held from read to swap so that concurrent changes are not lost.
+        let mut current = self.config.write().expect("config lock");
+        let mut next = BrokerConfig::clone(&current);
         for (name, value) in set {
             match value {
                 Some(v) => next.set(name, v)?,
@@ -89,7 +92,7 @@ impl Broker {
         }
         if !validate_only {
             self.topics.refresh_log_configs(&next);
-            *self.config.write().expect("config lock") = next;
+            *current = Arc::new(next);
         }
         Ok(())
     }

@@ -72,9 +72,16 @@ pub fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i16) -> M
 }
 
 fn describe(topic: &Topic, node: BrokerId) -> MetadataResponseTopic {
-    let partitions = (0..topic.partition_count())
-        .map(|p| {
+    let partitions = topic
+        .partitions()
+        .iter()
+        .enumerate()
+        .map(|(p, log)| {
+            let p = p as i32;
+            // A partition whose fsync failed is offline until a restart recovers it.
+            let error_code = log.storage_failure().map_or(0, |e| e.kafka_code());
             MetadataResponsePartition::default()
+                .with_error_code(error_code)
                 .with_partition_index(p)
                 .with_leader_id(node)
                 .with_leader_epoch(0)

@@ -313,6 +313,12 @@ impl PartitionLog {
         Ok(out.freeze())
     }
 
+    /// The storage error that took this partition offline (a failed fsync), if any: it refuses
+    /// writes until the broker restarts and recovers it.
+    pub fn storage_failure(&self) -> Option<crate::Error> {
+        self.shared.commit.check_failed().err()
+    }
+
     /// The first offset still held.
     pub fn log_start_offset(&self) -> i64 {
         self.lock().log_start_offset
