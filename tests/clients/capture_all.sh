@@ -4,7 +4,7 @@
 # 127.0.0.2:Q advertising 127.0.0.1, so every connection the client opens, bootstrap or not,
 # passes through the proxy. Run from anywhere; needs target/debug/brook, kcat and .venv.
 #
-# usage: tests/clients/capture_all.sh [CLIENT...]   (default: kcat confluent kafka_python aiokafka)
+# usage: tests/clients/capture_all.sh [CLIENT...]   (default: all)
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -12,7 +12,7 @@ brook="${BROOK:-$root/target/debug/brook}"
 python="${PYTHON:-$root/.venv/bin/python}"
 golden="$root/broker/tests/golden"
 clients=("$@")
-[ ${#clients[@]} -gt 0 ] || clients=(kcat confluent kafka_python aiokafka)
+[ ${#clients[@]} -gt 0 ] || clients=(kcat confluent kafka_python kafka_python_pinned aiokafka)
 
 [ -x "$brook" ] || { echo "missing $brook: run cargo build" >&2; exit 1; }
 work="$(mktemp -d)"
@@ -38,13 +38,15 @@ wait_for() {
     return 1
 }
 
+# kcat: metadata, a gzip produce with keys and duplicate-key headers, a consume to the end.
 run_kcat() {
     local b="$1" t=golden-kcat
-    kcat -b "$b" -L -t "$t" >/dev/null
+    shift
+    kcat -b "$b" "$@" -L -t "$t" >/dev/null
     printf 'k1:value-1\nk2:value-2\nk3:value-3\n' |
-        kcat -b "$b" -P -t "$t" -z gzip -K: -H h=1 -H seq=7 -H h=2 -X acks=all
-    kcat -b "$b" -C -t "$t" -o beginning -e -q >/dev/null
-    kcat -b "$b" -L >/dev/null
+        kcat -b "$b" "$@" -P -t "$t" -z gzip -K: -H h=1 -H seq=7 -H h=2 -X acks=all
+    kcat -b "$b" "$@" -C -t "$t" -o beginning -e -q >/dev/null
+    kcat -b "$b" "$@" -L >/dev/null
 }
 
 for client in "${clients[@]}"; do

@@ -4,7 +4,7 @@ APIs a client uses (admin, idempotent and compressed produce, assign-based consu
 time) with only a few records, so the frames stay small.
 
 usage: capture_sessions.py CLIENT BOOTSTRAP
-CLIENT is confluent, kafka_python or aiokafka (kcat is driven from capture_all.sh).
+CLIENT is confluent, kafka_python, kafka_python_pinned or aiokafka (kcat is driven from capture_all.sh).
 """
 
 import asyncio
@@ -98,6 +98,30 @@ def kafka_python(bootstrap):
     c.close()
 
 
+def kafka_python_pinned(bootstrap):
+    """kafka-python pinned to older broker versions (no ApiVersions probe), so the older
+    Produce, Fetch, ListOffsets and Metadata versions get captured too."""
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    for pin in ((0, 11), (1, 0), (1, 1), (2, 0), (2, 1)):
+        topic = "golden-pinned-%d-%d" % pin
+        p = KafkaProducer(bootstrap_servers=bootstrap, api_version=pin, acks=1)
+        futures = [p.send(topic, value=value(i), key=key(i), headers=headers(i)) for i in range(RECORDS)]
+        p.flush(timeout=60)
+        for f in futures:
+            f.get(timeout=60)
+        p.close()
+        c = KafkaConsumer(bootstrap_servers=bootstrap, api_version=pin, group_id=None, enable_auto_commit=False)
+        tp = TopicPartition(topic, 0)
+        c.assign([tp])
+        c.seek_to_beginning(tp)
+        seen, deadline = 0, Deadline(what=f"kafka-python {pin} consume")
+        while seen < RECORDS:
+            deadline.check(f"{seen} of {RECORDS} consumed")
+            seen += sum(len(v) for v in c.poll(timeout_ms=1000).values())
+        c.close()
+
+
 def aiokafka(bootstrap):
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -128,8 +152,11 @@ def aiokafka(bootstrap):
     asyncio.run(run())
 
 
+CLIENTS = ("confluent", "kafka_python", "kafka_python_pinned", "aiokafka")
+
+
 def main():
-    if len(sys.argv) != 3 or sys.argv[1] not in ("confluent", "kafka_python", "aiokafka"):
+    if len(sys.argv) != 3 or sys.argv[1] not in CLIENTS:
         fail(__doc__)
     globals()[sys.argv[1]](sys.argv[2])
     print("ok", flush=True)

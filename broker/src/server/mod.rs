@@ -4,6 +4,8 @@
 mod connection;
 #[cfg(test)]
 mod fuzz_tests;
+#[cfg(test)]
+mod golden_tests;
 pub mod versions;
 
 use std::sync::Arc;
