@@ -90,6 +90,9 @@ impl Topic {
 pub struct Topics {
     data_dir: PathBuf,
     meta_dir: PathBuf,
+    /// Partition directories being removed are renamed here first (one atomic step), so a crash
+    /// mid-removal leaves nothing under a partition's name.
+    trash_dir: PathBuf,
     signal: AppendSignal,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Serialises create, delete and alter so that files and memory change together.
@@ -102,10 +105,14 @@ impl Topics {
         let data_dir = broker.data_dir.clone();
         let meta_dir = data_dir.join(".brook-meta").join("topics");
         std::fs::create_dir_all(&meta_dir).map_err(|e| Error::io(format!("creating {}", meta_dir.display()), e))?;
-        remove_deleted_dirs(&data_dir);
+        let trash_dir = data_dir.join(".brook-meta").join("trash");
+        // Whatever a crash left in the trash is removed now; the directory itself must exist.
+        let _ = std::fs::remove_dir_all(&trash_dir);
+        std::fs::create_dir_all(&trash_dir).map_err(|e| Error::io(format!("creating {}", trash_dir.display()), e))?;
         let topics = Topics {
             data_dir,
             meta_dir: meta_dir.clone(),
+            trash_dir,
             signal,
             topics: RwLock::new(BTreeMap::new()),
             admin: Default::default(),
@@ -237,7 +244,12 @@ impl Topics {
             )?));
         }
         topic.state.write().expect("topic lock").partitions = logs;
-        self.save(&topic)?;
+        if let Err(e) = self.save(&topic) {
+            for p in 0..partitions {
+                self.remove_partition_dir(name, p);
+            }
+            return Err(e);
+        }
         self.topics
             .write()
             .expect("topics lock")
@@ -255,7 +267,7 @@ impl Topics {
             .expect("topics lock")
             .remove(name)
             .ok_or_else(|| Error::UnknownTopicOrPartition(name.to_string()))?;
-        let file = self.meta_dir.join(format!("{name}.properties"));
+        let file = self.topic_file(&topic);
         std::fs::remove_file(&file).map_err(|e| Error::io(format!("removing {}", file.display()), e))?;
         sync_dir(&self.meta_dir)?;
         for (p, log) in topic.partitions().iter().enumerate() {
@@ -349,9 +361,7 @@ impl Topics {
         if !dir.exists() {
             return;
         }
-        let doomed = self
-            .data_dir
-            .join(format!("{topic}-{partition}.{}-delete", Uuid::new_v4().simple()));
+        let doomed = self.trash_dir.join(Uuid::new_v4().simple().to_string());
         if let Err(e) = std::fs::rename(&dir, &doomed) {
             tracing::warn!(dir = %dir.display(), error = %e, "could not move a partition directory aside");
             return;
@@ -359,6 +369,12 @@ impl Topics {
         if let Err(e) = std::fs::remove_dir_all(&doomed) {
             tracing::warn!(dir = %doomed.display(), error = %e, "could not remove a partition directory");
         }
+    }
+
+    /// The file holding a topic's name, id, partition count and overrides. It is named by the topic
+    /// id: a 249-character topic name plus a suffix would pass the file system's 255-byte limit.
+    fn topic_file(&self, topic: &Topic) -> PathBuf {
+        self.meta_dir.join(format!("{}.properties", topic.id.simple()))
     }
 
     fn save(&self, topic: &Topic) -> Result<()> {
@@ -372,10 +388,7 @@ impl Topics {
         for (k, v) in &state.configs {
             text.push_str(&format!("config.{k}={v}\n"));
         }
-        write_atomically(
-            &self.meta_dir.join(format!("{}.properties", topic.name)),
-            text.as_bytes(),
-        )
+        write_atomically(&self.topic_file(topic), text.as_bytes())
     }
 }
 
@@ -428,24 +441,6 @@ fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
-}
-
-fn remove_deleted_dirs(data_dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(data_dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.ends_with("-delete"))
-        {
-            if let Err(e) = std::fs::remove_dir_all(&path) {
-                tracing::warn!(dir = %path.display(), error = %e, "could not remove a deleted partition");
-            }
-        }
-    }
 }
 
 #[cfg(test)]

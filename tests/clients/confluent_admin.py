@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Topic rules and the AdminClient through confluent-kafka (librdkafka).
 
-usage: confluent_admin.py BOOTSTRAP rules COMPACT_TOPIC LOG_APPEND_TOPIC SMALL_TOPIC
+usage: confluent_admin.py BOOTSTRAP rules CODEC COMPACT_TOPIC LOG_APPEND_TOPIC SMALL_TOPIC
        confluent_admin.py BOOTSTRAP admin TOPIC_PREFIX
 
 `rules` produces (acks=all) to three topics the test created with topic configs:
-  - COMPACT_TOPIC (cleanup.policy=compact): a keyless record, then keyed records;
+  - COMPACT_TOPIC (cleanup.policy=compact): a keyless record, then keyed records (compressed
+    with CODEC, so the broker must look inside compressed batches);
   - LOG_APPEND_TOPIC (message.timestamp.type=LogAppendTime): records with an old explicit
-    timestamp, consumed back with the wall clock taken before and after producing;
+    timestamp (compressed with CODEC), consumed back with the wall clock taken before and after;
   - SMALL_TOPIC (max.message.bytes=2000): a 10 KB record, then small records (compression none).
 `admin` drives the AdminClient through create/describe/alter/grow/delete-records/delete/cluster.
 
@@ -54,9 +55,9 @@ def outcome(fut):
         return exc_obs(e)
 
 
-def producer(bootstrap):
+def producer(bootstrap, codec):
     # retries=0: a rejected batch is reported at once (the rejections here are not retriable anyway).
-    return Producer({"bootstrap.servers": bootstrap, "acks": "all", "compression.type": "none",
+    return Producer({"bootstrap.servers": bootstrap, "acks": "all", "compression.type": codec,
                      "linger.ms": 0, "retries": 0, "enable.idempotence": False})
 
 
@@ -90,27 +91,28 @@ def consume_all(bootstrap, topic, n):
     return out
 
 
-def rules(bootstrap, compact_topic, lat_topic, small_topic):
-    p = producer(bootstrap)
-    obs = {}
+def rules(bootstrap, codec, compact_topic, lat_topic, small_topic):
+    p = producer(bootstrap, codec)
+    pad = b"x" * 200  # values compress well, so librdkafka really sends compressed batches
+    obs = {"codec": codec}
 
     # Compacted topic: a record without a key is refused, keyed ones are stored.
-    err, _ = produce_one(p, compact_topic, value=b"no-key")
+    err, _ = produce_one(p, compact_topic, value=b"no-key" + pad)
     obs["compact_keyless"] = err_obs(err)
     keyed = []
     for i in range(3):
-        err, msg = produce_one(p, compact_topic, key=b"k%d" % i, value=b"v%d" % i)
+        err, msg = produce_one(p, compact_topic, key=b"k%d" % i, value=b"v%d:" % i + pad)
         keyed.append({"error": err_obs(err), "offset": None if err else msg.offset()})
     obs["compact_keyed"] = keyed
     if all(k["error"] is None for k in keyed):
         got = consume_all(bootstrap, compact_topic, 3)
-        obs["compact_consumed"] = [[m.offset(), m.key().decode(), m.value().decode()] for m in got]
+        obs["compact_consumed"] = [[m.offset(), m.key().decode(), m.value().decode().split(":")[0]] for m in got]
 
     # LogAppendTime: the broker's clock replaces the producer's (old) timestamp.
     before = int(time.time() * 1000)
     dr = []
     for i in range(3):
-        err, msg = produce_one(p, lat_topic, key=b"k", value=b"lat-%d" % i, timestamp=BASE_TS_MS + i)
+        err, msg = produce_one(p, lat_topic, key=b"k", value=b"lat-%d:" % i + pad, timestamp=BASE_TS_MS + i)
         if err is not None:
             fail(f"produce to the LogAppendTime topic {lat_topic}: {err}")
         t, ts = msg.timestamp()
@@ -120,12 +122,14 @@ def rules(bootstrap, compact_topic, lat_topic, small_topic):
     consumed = []
     for m in got:
         t, ts = m.timestamp()
-        consumed.append({"offset": m.offset(), "value": m.value().decode(), "type": TS_TYPES.get(t, t),
+        consumed.append({"offset": m.offset(), "value": m.value().decode().split(":")[0], "type": TS_TYPES.get(t, t),
                          "ts": ts, "in_window": before <= ts <= after})
     obs["log_append"] = {"before": before, "after": after, "producer_ts": BASE_TS_MS, "consumed": consumed,
                          "delivery_reports": dr}
 
-    # max.message.bytes=2000: a 10 KB record is too large, small ones go through.
+    # max.message.bytes=2000: a 10 KB record is too large, small ones go through (no compression).
+    p.flush(TIMEOUT)
+    p = producer(bootstrap, "none")
     err, _ = produce_one(p, small_topic, key=b"big", value=b"x" * 10240)
     obs["too_large"] = err_obs(err)
     small = []
@@ -160,7 +164,7 @@ def topic_partitions(admin, topic):
 def admin_checks(bootstrap, prefix):
     admin = AdminClient({"bootstrap.servers": bootstrap})
     obs = {}
-    topic = f"{prefix}-main"
+    topic = f"{prefix}.main"  # with a dot: a "_" in its place collides (Kafka metric names)
 
     # validate_only: accepted, nothing created.
     f = admin.create_topics([NewTopic(f"{prefix}-dry", num_partitions=2, replication_factor=1)],
@@ -187,6 +191,11 @@ def admin_checks(bootstrap, prefix):
     f = admin.create_topics([NewTopic(unk, num_partitions=1, replication_factor=1,
                                       config={"no.such.config": "1"})], request_timeout=TIMEOUT)
     obs["create_unknown_config"] = outcome(f[unk])
+    for label, name in (("create_name_249", "n" * 249), ("create_name_250", "n" * 250), ("create_name_dot", "."),
+                        ("create_name_dotdot", ".."), ("create_name_collides", f"{prefix}_main")):
+        f = admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)], request_timeout=TIMEOUT)
+        obs[label] = outcome(f[name])
+    obs["create_name_249_partitions"] = topic_partitions(admin, "n" * 249)
     badname = "bad name!"
     f = admin.create_topics([NewTopic(badname, num_partitions=1, replication_factor=1)], request_timeout=TIMEOUT)
     obs["create_invalid_name"] = outcome(f[badname])
@@ -288,8 +297,8 @@ def main():
     if len(sys.argv) < 3:
         fail(__doc__)
     bootstrap, mode = sys.argv[1], sys.argv[2]
-    if mode == "rules" and len(sys.argv) == 6:
-        rules(bootstrap, *sys.argv[3:6])
+    if mode == "rules" and len(sys.argv) == 7:
+        rules(bootstrap, *sys.argv[3:7])
     elif mode == "admin" and len(sys.argv) == 4:
         admin_checks(bootstrap, sys.argv[3])
     else:
