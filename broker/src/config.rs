@@ -195,6 +195,55 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
         doc: "a single node holds one replica",
     },
     BrokerConfigDef {
+        name: "group.consumer.heartbeat.interval.ms",
+        kind: Kind::Long { min: 1 },
+        default: "5000",
+        dynamic: true,
+        doc: "how often KIP-848 consumer group members are asked to heartbeat",
+    },
+    BrokerConfigDef {
+        name: "group.consumer.max.size",
+        kind: Kind::Long { min: 1 },
+        default: "1000",
+        dynamic: true,
+        doc: "most members in one KIP-848 consumer group (Kafka's default is unbounded)",
+    },
+    BrokerConfigDef {
+        name: "group.consumer.session.timeout.ms",
+        kind: Kind::Long { min: 1 },
+        default: "45000",
+        dynamic: true,
+        doc: "a KIP-848 consumer group member that does not heartbeat this long is removed",
+    },
+    BrokerConfigDef {
+        name: "group.initial.rebalance.delay.ms",
+        kind: Kind::Long { min: 0 },
+        default: "3000",
+        dynamic: false,
+        doc: "how long the first rebalance of an empty classic group waits for more members to join",
+    },
+    BrokerConfigDef {
+        name: "group.max.session.timeout.ms",
+        kind: Kind::Long { min: 1 },
+        default: "1800000",
+        dynamic: false,
+        doc: "largest session timeout a classic group member may ask for",
+    },
+    BrokerConfigDef {
+        name: "group.max.size",
+        kind: Kind::Long { min: 1 },
+        default: "2147483647",
+        dynamic: false,
+        doc: "most members in one classic group",
+    },
+    BrokerConfigDef {
+        name: "group.min.session.timeout.ms",
+        kind: Kind::Long { min: 1 },
+        default: "6000",
+        dynamic: false,
+        doc: "smallest session timeout a classic group member may ask for",
+    },
+    BrokerConfigDef {
         name: "log.retention.check.interval.ms",
         kind: Kind::Long { min: 1 },
         default: "300000",
@@ -221,6 +270,34 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
         default: "1",
         dynamic: true,
         doc: "partitions of an auto-created topic or of one created without a count",
+    },
+    BrokerConfigDef {
+        name: "offset.metadata.max.bytes",
+        kind: Kind::Long { min: 0 },
+        default: "4096",
+        dynamic: false,
+        doc: "longest metadata string an offset commit may carry",
+    },
+    BrokerConfigDef {
+        name: "offsets.retention.check.interval.ms",
+        kind: Kind::Long { min: 1 },
+        default: "600000",
+        dynamic: false,
+        doc: "how often committed offsets of empty groups are checked for expiry",
+    },
+    BrokerConfigDef {
+        name: "offsets.retention.minutes",
+        kind: Kind::Long { min: 1 },
+        default: "10080",
+        dynamic: false,
+        doc: "committed offsets of an empty group expire this long after their commit",
+    },
+    BrokerConfigDef {
+        name: "offsets.topic.num.partitions",
+        kind: Kind::Long { min: 1 },
+        default: "50",
+        dynamic: false,
+        doc: "partitions of __consumer_offsets when it is created",
     },
     BrokerConfigDef {
         name: "queued.max.requests",
@@ -403,7 +480,18 @@ impl BrokerConfig {
             index_interval_bytes: long("index.interval.bytes").clamp(0, u32::MAX as i64) as u32,
             flush_messages: long("flush.messages"),
             flush_ms: long("flush.ms"),
+            cleanup_delete: self.has_cleanup_policy(topic, "delete"),
+            cleanup_compact: self.has_cleanup_policy(topic, "compact"),
+            delete_retention_ms: long("delete.retention.ms"),
+            min_compaction_lag_ms: long("min.compaction.lag.ms"),
+            cleaner_dedupe_buffer_bytes: crate::log::config::DEFAULT_DEDUPE_BUFFER_BYTES,
         }
+    }
+
+    /// Whether a topic's `cleanup.policy` list holds `policy`.
+    fn has_cleanup_policy(&self, topic: &BTreeMap<String, String>, policy: &str) -> bool {
+        self.topic_value(topic, "cleanup.policy")
+            .is_some_and(|(v, _)| v.split(',').any(|p| p.trim() == policy))
     }
 
     /// The produce-time rules of a topic.

@@ -85,15 +85,15 @@ const PARTITION_LEADER_EPOCH_AT: usize = 12;
 /// Byte position of `magic`.
 const MAGIC_AT: usize = 16;
 /// Byte position of `crc`.
-const CRC_AT: usize = 17;
+pub(super) const CRC_AT: usize = 17;
 /// Byte position of `attributes`, where the CRC's coverage starts.
-const ATTRIBUTES_AT: usize = 21;
+pub(super) const ATTRIBUTES_AT: usize = 21;
 /// Byte position of `maxTimestamp`.
 const MAX_TIMESTAMP_AT: usize = 35;
 /// The only batch format Brook stores.
 const MAGIC_V2: i8 = 2;
 /// Attribute bits 0-2: the compression codec.
-const COMPRESSION_MASK: i16 = 0x07;
+pub(super) const COMPRESSION_MASK: i16 = 0x07;
 /// Attribute bit 3: timestamps are the broker's append time.
 const LOG_APPEND_TIME_FLAG: i16 = 0x08;
 /// Attribute bit 4: the batch belongs to a transaction.
@@ -223,7 +223,7 @@ impl BatchHeader {
     }
 
     /// Writes the header into the first 61 bytes of `out`.
-    fn write(&self, out: &mut [u8]) {
+    pub(super) fn write(&self, out: &mut [u8]) {
         let mut h = &mut out[..HEADER_BYTES];
         h.put_i64(self.base_offset);
         h.put_i32(self.batch_length);
@@ -755,12 +755,12 @@ fn too_large(size_bytes: usize) -> Error {
 }
 
 /// Appends a zigzag varint (Kafka's `ByteUtils.writeVarint`).
-fn put_varint(out: &mut Vec<u8>, value: i32) {
+pub(super) fn put_varint(out: &mut Vec<u8>, value: i32) {
     put_unsigned_varint(out, ((value << 1) ^ (value >> 31)) as u32 as u64);
 }
 
 /// Appends a zigzag varlong (Kafka's `ByteUtils.writeVarlong`).
-fn put_varlong(out: &mut Vec<u8>, value: i64) {
+pub(super) fn put_varlong(out: &mut Vec<u8>, value: i64) {
     put_unsigned_varint(out, ((value << 1) ^ (value >> 63)) as u64);
 }
 
@@ -773,7 +773,7 @@ fn put_unsigned_varint(out: &mut Vec<u8>, mut value: u64) {
 }
 
 /// Appends bytes prefixed by their varint length, or -1 for None.
-fn put_nullable_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) -> Result<()> {
+pub(super) fn put_nullable_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) -> Result<()> {
     match bytes {
         None => put_varint(out, -1),
         Some(bytes) => {

@@ -3,6 +3,9 @@
 /// Largest segment Brook writes: index positions are 32-bit, and Kafka caps `segment.bytes` at `i32::MAX`.
 pub const MAX_SEGMENT_BYTES: u64 = i32::MAX as u64;
 
+/// Kafka's default `log.cleaner.dedupe.buffer.size`.
+pub const DEFAULT_DEDUPE_BUFFER_BYTES: u64 = 128 * 1024 * 1024;
+
 /// Storage settings of one partition, set from topic configs by the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
@@ -21,6 +24,17 @@ pub struct LogConfig {
     pub flush_messages: i64,
     /// `flush.ms`: the longest time unflushed messages wait for a periodic fsync when `flush_messages` > 1.
     pub flush_ms: i64,
+    /// `cleanup.policy` holds `delete`: `retention_ms` and `retention_bytes` delete old segments.
+    pub cleanup_delete: bool,
+    /// `cleanup.policy` holds `compact`: the log cleaner keeps only the latest record of each key.
+    pub cleanup_compact: bool,
+    /// `delete.retention.ms`: how long a compacted segment keeps its tombstones (null values) after
+    /// its largest timestamp, so that consumers reading from the start still see the deletes.
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`: a segment whose largest timestamp is younger than this is not cleaned.
+    pub min_compaction_lag_ms: i64,
+    /// `log.cleaner.dedupe.buffer.size`: the bound on the cleaner's key -> offset map, in bytes.
+    pub cleaner_dedupe_buffer_bytes: u64,
 }
 
 impl Default for LogConfig {
@@ -34,6 +48,11 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             flush_messages: 1,
             flush_ms: i64::MAX,
+            cleanup_delete: true,
+            cleanup_compact: false,
+            delete_retention_ms: 24 * 60 * 60 * 1000,
+            min_compaction_lag_ms: 0,
+            cleaner_dedupe_buffer_bytes: DEFAULT_DEDUPE_BUFFER_BYTES,
         }
     }
 }

@@ -1,7 +1,11 @@
 //! Durable per-partition storage: a segmented log of verbatim v2 record batches.
 
 pub mod batch;
+mod batch_filter;
 pub mod checkpoint;
+mod cleaner;
+#[cfg(test)]
+mod cleaner_tests;
 pub mod codec;
 pub mod config;
 mod flush;
@@ -20,6 +24,7 @@ mod model_tests;
 #[cfg(test)]
 mod tests;
 
+pub use cleaner::CompactStats;
 pub use config::LogConfig;
 pub use partition::{AppendInfo, AppendOptions, PartitionLog};
 pub use signal::AppendSignal;

@@ -13,6 +13,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::batch::{self, BatchHeader};
 use super::checkpoint;
+use super::cleaner::CleanerState;
 use super::config::LogConfig;
 use super::flush::GroupCommit;
 use super::producer_state::{ProducerStateTable, SequenceCheck};
@@ -73,6 +74,8 @@ pub(super) struct Inner {
     pub(super) recovery_point: i64,
     /// The broker clock at the last periodic flush.
     pub(super) last_flush_ms: Option<i64>,
+    /// Where the log cleaner left off.
+    pub(super) cleaner: CleanerState,
     pub(super) closed: bool,
 }
 

@@ -167,6 +167,16 @@ impl ProducerStateTable {
             .retain(|_, entry| now_ms.saturating_sub(entry.last_timestamp_ms) < expiration_ms);
     }
 
+    /// The last offsets of every batch the table remembers (at most [`BATCHES_TO_RETAIN`] per
+    /// producer). The log cleaner keeps these batches, emptied if need be, so that rebuilding the
+    /// table from batch headers after compaction gives the same sequence state.
+    pub fn remembered_batch_last_offsets(&self) -> std::collections::HashSet<i64> {
+        self.producers
+            .values()
+            .flat_map(|entry| entry.batches.iter().map(|b| b.last_offset))
+            .collect()
+    }
+
     /// Forgets every producer, before replaying the log after its tail was truncated.
     pub fn clear(&mut self) {
         self.producers.clear();

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use super::batch::{BatchHeader, HEADER_BYTES, LOG_OVERHEAD_BYTES};
 use super::checkpoint::{self, CLEAN_SHUTDOWN_FILE, LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE, TMP_SUFFIX};
+use super::cleaner::{CleanerState, CLEANED_SUFFIX};
 use super::config::LogConfig;
 use super::flush::GroupCommit;
 use super::index::OffsetEntry;
@@ -153,6 +154,7 @@ pub(super) fn open(dir: &Path, config: LogConfig, signal: AppendSignal) -> Resul
         pending_sync: Vec::new(),
         recovery_point: active_base,
         last_flush_ms: None,
+        cleaner: CleanerState::default(),
         closed: false,
     };
     let shared = Shared {
@@ -182,7 +184,8 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>> {
             parse_base_offset(&name, INDEX_SUFFIX).or_else(|| parse_base_offset(&name, TIME_INDEX_SUFFIX))
         {
             indexes.push((base, entry.path()));
-        } else if name.ends_with(TMP_SUFFIX) {
+        } else if name.ends_with(TMP_SUFFIX) || name.ends_with(CLEANED_SUFFIX) {
+            // A checkpoint or a cleaned segment whose rename never happened: the original stands.
             remove_if_present(&entry.path())?;
             removed = true;
         } else if ![LOG_START_OFFSET_FILE, RECOVERY_POINT_FILE, CLEAN_SHUTDOWN_FILE].contains(&name.as_str()) {

@@ -1,6 +1,7 @@
 //! Removing old data: DeleteRecords (a persisted log start offset) and retention by time and size,
 //! which delete whole segments, oldest first, never the active one; plus the periodic duties
-//! (`segment.ms` rolls, `flush.ms` fsyncs) that ride on the same timer.
+//! (`segment.ms` rolls, `flush.ms` fsyncs, compaction of `cleanup.policy=compact` logs) that ride
+//! on the same timer.
 
 use super::checkpoint::{self, LOG_START_OFFSET_FILE};
 use super::partition::{Inner, PartitionLog, Shared};
@@ -27,7 +28,8 @@ impl PartitionLog {
         Ok(inner.log_start_offset)
     }
 
-    /// Retention by time and size, `segment.ms` rolls and `flush.ms` fsyncs, at broker time `now_ms`.
+    /// Retention by time and size (when `cleanup.policy` holds `delete`), `segment.ms` rolls,
+    /// `flush.ms` fsyncs and compaction (when it holds `compact`), at broker time `now_ms`.
     /// Returns the number of segments deleted.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize> {
         let mut inner = self.lock();
@@ -43,7 +45,9 @@ impl PartitionLog {
         }
 
         let mut deleted = 0;
-        if config.retention_ms >= 0 {
+        // Time and size retention belong to `cleanup.policy=delete`; a compact-only log keeps
+        // every segment and relies on the cleaner.
+        if config.cleanup_delete && config.retention_ms >= 0 {
             deleted += self.delete_oldest_while(&mut inner, |_, segment| {
                 segment
                     .stats
@@ -51,7 +55,7 @@ impl PartitionLog {
                     .is_none_or(|(ts, _)| now_ms.saturating_sub(ts) > config.retention_ms)
             })?;
         }
-        if config.retention_bytes >= 0 {
+        if config.cleanup_delete && config.retention_bytes >= 0 {
             // As Kafka: delete the oldest segment while the log stays at least retention.bytes without it.
             let total_bytes: u64 = inner.segments.iter().map(|s| s.size_bytes).sum();
             let mut excess_bytes = total_bytes.saturating_sub(config.retention_bytes as u64);
@@ -75,6 +79,9 @@ impl PartitionLog {
         drop(inner);
         if flush_due {
             Shared::flush_now(&self.shared)?;
+        }
+        if config.cleanup_compact {
+            self.compact(now_ms)?;
         }
         Ok(deleted)
     }

@@ -47,7 +47,8 @@ pub struct SegmentStats {
 }
 
 impl SegmentStats {
-    fn empty(base_offset: i64) -> Self {
+    /// The stats of a segment without batches.
+    pub fn empty(base_offset: i64) -> Self {
         SegmentStats {
             next_offset: base_offset,
             max_timestamp: None,
@@ -193,6 +194,33 @@ impl Segment {
             index: OffsetIndex::open(&segment_path(dir, base_offset, INDEX_SUFFIX))?,
             time_index: TimeIndex::open(&segment_path(dir, base_offset, TIME_INDEX_SUFFIX))?,
             log_path: Arc::new(log_path),
+            file: Arc::new(file),
+        })
+    }
+
+    /// Installs a segment rewritten by the log cleaner: `file` is the new `.log` (already renamed to
+    /// its final name and fsync'd), described by `stats`, whose indexes are replaced by the given
+    /// entries. The caller holds the partition lock.
+    pub fn install_cleaned(
+        dir: &Path,
+        base_offset: i64,
+        file: File,
+        size_bytes: u64,
+        stats: SegmentStats,
+        offset_entries: Vec<OffsetEntry>,
+        time_entries: Vec<TimeEntry>,
+    ) -> Result<Segment> {
+        let mut index = OffsetIndex::open(&segment_path(dir, base_offset, INDEX_SUFFIX))?;
+        index.replace_all(offset_entries)?;
+        let mut time_index = TimeIndex::open(&segment_path(dir, base_offset, TIME_INDEX_SUFFIX))?;
+        time_index.replace_all(time_entries)?;
+        Ok(Segment {
+            base_offset,
+            size_bytes,
+            stats,
+            index,
+            time_index,
+            log_path: Arc::new(segment_path(dir, base_offset, LOG_SUFFIX)),
             file: Arc::new(file),
         })
     }
