@@ -2,13 +2,20 @@
 //!
 //! JSON output writes keys, values and headers as UTF-8 strings, replacing invalid sequences
 //! with U+FFFD (lossy): it is for reading, not for byte-exact copies.
+//!
+//! With `--group G` it consumes as a member of consumer group G (cooperative-sticky by default,
+//! `--group-protocol consumer` for KIP-848): the group decides which partitions it reads, reading
+//! resumes at the group's committed offsets (else at the start with `--from-beginning`, else at the
+//! end), offsets are committed automatically every 5 s and on exit, and on exit (the stop conditions
+//! or Ctrl-C) it leaves the group so that the others take its partitions at once.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use brook_broker::client::{
-    Assignment, AutoOffsetReset, ClientConfig, Consumer, ConsumerConfig, ConsumerRecord, StartOffset,
+    Assignment, AutoOffsetReset, ClientConfig, Consumer, ConsumerConfig, ConsumerRecord, GroupConfig, GroupProtocol,
+    StartOffset,
 };
 use bytes::Bytes;
 use serde_json::json;
@@ -52,6 +59,16 @@ pub struct Args {
     /// The separator between key and value in text output.
     #[arg(long, default_value = "\t")]
     pub key_separator: String,
+    /// Consume as a member of this consumer group, committing offsets automatically.
+    #[arg(long, conflicts_with_all = ["partition", "offset", "exit_at_end"])]
+    pub group: Option<String>,
+    /// With `--group`: `classic` (JoinGroup/SyncGroup) or `consumer` (KIP-848).
+    #[arg(long, default_value = "classic", requires = "group")]
+    pub group_protocol: String,
+    /// With `--group --group-protocol classic`: `cooperative-sticky` or `range`; with
+    /// `--group-protocol consumer`: the server-side assignor (`uniform`, `range`).
+    #[arg(long, requires = "group")]
+    pub assignor: Option<String>,
 }
 
 /// The output format.
@@ -83,6 +100,26 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         AutoOffsetReset::Latest
     };
     let mut consumer = Consumer::new(config).await.context("connecting to the cluster")?;
+    if let Some(group_id) = &args.group {
+        let mut group = GroupConfig::new(group_id.clone());
+        group.protocol = match args.group_protocol.as_str() {
+            "classic" => GroupProtocol::Classic {
+                assignor: args
+                    .assignor
+                    .clone()
+                    .unwrap_or_else(|| "cooperative-sticky".to_string()),
+            },
+            "consumer" => GroupProtocol::Consumer {
+                server_assignor: args.assignor.clone(),
+            },
+            other => bail!("--group-protocol must be classic or consumer, not {other:?}"),
+        };
+        consumer
+            .subscribe(vec![args.topic.clone()], group)
+            .await
+            .with_context(|| format!("joining group {group_id}"))?;
+        return consume_loop(consumer, &args, format, None).await;
+    }
     let partitions = match args.partition {
         Some(p) => vec![p],
         None => consumer
@@ -104,7 +141,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         None
     };
+    consume_loop(consumer, &args, format, ends).await
+}
 
+/// Polls and prints until a stop condition or Ctrl-C, then closes the consumer (leaving its group).
+async fn consume_loop(
+    mut consumer: Consumer,
+    args: &Args,
+    format: Format,
+    ends: Option<Vec<(String, i32, i64)>>,
+) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut count = 0u64;
@@ -130,7 +176,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 }
                 wait = wait.min(left);
             }
-            let records = consumer.poll(wait).await?;
+            let records = tokio::select! {
+                records = consumer.poll(wait) => records?,
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+            };
             if !records.is_empty() {
                 last_record = Instant::now();
             }
@@ -147,6 +196,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     .await;
     let _ = out.flush();
     eprintln!("Processed a total of {count} messages");
+    let closed = consumer.close().await.context("leaving the consumer group");
     match result {
         // A closed stdout (e.g. `| head`) is a normal way to stop reading.
         Err(e)
@@ -155,7 +205,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         {
             Ok(())
         }
-        other => other,
+        other => other.and(closed),
     }
 }
 

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod consume;
+mod groups;
 mod produce;
 mod serve;
 mod topics;
@@ -31,6 +32,8 @@ pub enum Command {
     Produce(produce::Args),
     /// Read records from a topic.
     Consume(consume::Args),
+    /// List, describe and delete consumer groups, and reset their offsets.
+    Groups(groups::Args),
     /// Measure produce and consume throughput and latency.
     Bench(bench::Args),
 }
@@ -40,6 +43,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Bench(args) => bench::run(args).await,
         Command::Consume(args) => consume::run(args).await,
+        Command::Groups(args) => groups::run(args).await,
         Command::Produce(args) => produce::run(args).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Topics(args) => topics::run(args).await,

@@ -1,4 +1,5 @@
-//! Topic administration over the wire: create, delete, grow, configure, list and trim topics.
+//! Topic administration over the wire: create, delete, grow, configure, list and trim topics
+//! (group administration is in `group_admin.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,7 +29,7 @@ const SOURCE_DEFAULT: i8 = 5;
 
 /// An admin client for one cluster.
 pub struct Admin {
-    cluster: Arc<Cluster>,
+    pub(super) cluster: Arc<Cluster>,
 }
 
 /// A topic to create.

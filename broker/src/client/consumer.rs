@@ -15,6 +15,7 @@ use super::admin::{list_offsets, OffsetSpec};
 use super::cluster::Cluster;
 use super::connection::ResponseFuture;
 use super::fetch_decode::decode_partition;
+use super::group::GroupHandle;
 use super::{check_code, is_stale_metadata, remote_error, ClientConfig};
 use crate::error::{Error, Result};
 
@@ -136,14 +137,19 @@ pub struct ConsumerRecord {
     pub headers: Vec<(Bytes, Option<Bytes>)>,
 }
 
-/// A consumer of assigned partitions (no group membership yet).
+/// A consumer of explicitly assigned partitions (`assign`) or, after `subscribe`, of the
+/// partitions its consumer group gives it (see `client::group`).
 pub struct Consumer {
-    cluster: Arc<Cluster>,
-    config: ConsumerConfig,
+    pub(super) cluster: Arc<Cluster>,
+    pub(super) config: ConsumerConfig,
     /// The next offset to fetch per assigned partition.
-    positions: BTreeMap<(String, i32), i64>,
+    pub(super) positions: BTreeMap<(String, i32), i64>,
     /// Records fetched but not yet returned; at most one fetch response's worth.
-    buffered: VecDeque<ConsumerRecord>,
+    pub(super) buffered: VecDeque<ConsumerRecord>,
+    /// The group membership, after `subscribe`.
+    pub(super) group: Option<GroupHandle>,
+    /// The position after the last record returned per partition (what `commit` commits).
+    pub(super) returned: BTreeMap<(String, i32), i64>,
 }
 
 impl Consumer {
@@ -170,6 +176,8 @@ impl Consumer {
             config,
             positions: BTreeMap::new(),
             buffered: VecDeque::new(),
+            group: None,
+            returned: BTreeMap::new(),
         })
     }
 
@@ -185,8 +193,14 @@ impl Consumer {
         Ok(found.partitions.iter().map(|p| p.partition).collect())
     }
 
-    /// Replaces the assignment, resolving each start to an offset.
+    /// Replaces the assignment, resolving each start to an offset; refused after `subscribe`.
     pub async fn assign(&mut self, assignments: Vec<Assignment>) -> Result<()> {
+        if self.group.is_some() {
+            return Err(Error::InvalidConfig {
+                name: "assignment".to_string(),
+                reason: "a subscribed consumer gets its partitions from the group".to_string(),
+            });
+        }
         let mut positions = BTreeMap::new();
         let mut lookups: BTreeMap<String, Vec<(i32, OffsetSpec)>> = BTreeMap::new();
         for a in &assignments {
@@ -213,7 +227,7 @@ impl Consumer {
     }
 
     /// Resolves specs to offsets; a timestamp past the last record resolves to the end.
-    async fn lookup_offsets(&self, topic: &str, specs: &[(i32, OffsetSpec)]) -> Result<Vec<(i32, i64)>> {
+    pub(super) async fn lookup_offsets(&self, topic: &str, specs: &[(i32, OffsetSpec)]) -> Result<Vec<(i32, i64)>> {
         let isolation = self.config.isolation_level;
         let cluster = &self.cluster;
         let found = cluster
@@ -238,16 +252,31 @@ impl Consumer {
     }
 
     /// Waits up to `timeout` for records and returns at most `max_poll_records` of them.
+    /// A group member first takes up partitions assigned and drops partitions revoked since the
+    /// last call, and never returns a record of a partition it no longer owns.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
         let deadline = Instant::now() + timeout;
         loop {
+            self.reconcile_group().await?;
             if !self.buffered.is_empty() {
                 let n = self.buffered.len().min(self.config.max_poll_records);
-                return Ok(self.buffered.drain(..n).collect());
+                let drained: Vec<ConsumerRecord> = self.buffered.drain(..n).collect();
+                let records = self.keep_owned(drained);
+                if records.is_empty() {
+                    continue;
+                }
+                return Ok(records);
             }
             let now = Instant::now();
-            if self.positions.is_empty() || now >= deadline {
+            if now >= deadline {
                 return Ok(Vec::new());
+            }
+            if self.positions.is_empty() {
+                if self.group.is_none() {
+                    return Ok(Vec::new());
+                }
+                self.wait_for_group(deadline - now).await;
+                continue;
             }
             let wait_ms = (deadline - now)
                 .as_millis()

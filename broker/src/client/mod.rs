@@ -3,20 +3,31 @@
 
 mod accumulator;
 mod admin;
+mod assignor;
 mod cluster;
 mod connection;
 #[cfg(test)]
 mod connection_tests;
 mod consumer;
+mod consumer_protocol;
 mod fetch_decode;
+mod group;
+mod group_admin;
+mod group_classic;
+mod group_kip848;
 mod metadata;
+mod offsets;
 mod partitioner;
 mod producer;
 mod versions;
 
 pub use admin::{Admin, ConfigEntry, NewTopic, OffsetSpec, PartitionOffset};
+pub use assignor::Assignor;
 pub use connection::Connection;
 pub use consumer::{Assignment, AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, StartOffset, TimestampType};
+pub use consumer_protocol::TopicPartition;
+pub use group::{GroupConfig, GroupProtocol, RebalanceEvent, MAX_QUEUED_EVENTS, MAX_SUBSCRIBED_TOPICS};
+pub use group_admin::{GroupDescription, GroupListing, GroupMember};
 pub use metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
 pub use partitioner::{murmur2, partition_for_key};
 pub use producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};

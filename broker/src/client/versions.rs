@@ -9,7 +9,9 @@ use crate::error::{Error, Result};
 /// The versions the client can encode and decode correctly, per API: (api, min, max).
 ///
 /// Produce stops at v9 (flexible, no KIP-890), Fetch at v12 (the last with topic names),
-/// Metadata starts at v4 (`allow_auto_topic_creation` exists from there).
+/// Metadata starts at v4 (`allow_auto_topic_creation` exists from there). The group APIs stop where
+/// Kafka 4.1 switches to topic ids (OffsetCommit v10, OffsetFetch v10) and FindCoordinator at v4
+/// (batched keys; v5-6 only add share-group error codes).
 pub(crate) const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 9),
     (ApiKey::Fetch, 4, 12),
@@ -23,6 +25,19 @@ pub(crate) const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::FindCoordinator, 1, 4),
+    (ApiKey::JoinGroup, 2, 9),
+    (ApiKey::SyncGroup, 1, 5),
+    (ApiKey::Heartbeat, 1, 4),
+    (ApiKey::LeaveGroup, 1, 5),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 /// The version ranges one broker advertised in its ApiVersions response, keyed by API key.
