@@ -134,6 +134,14 @@ pub enum Error {
     /// The broker is shutting down or the component was closed.
     #[error("{0} is shut down")]
     Shutdown(&'static str),
+    /// An offset commit carries metadata longer than `offset.metadata.max.bytes` (the client is at fault).
+    #[error("offset metadata of {size_bytes} bytes exceeds offset.metadata.max.bytes of {limit_bytes}")]
+    OffsetMetadataTooLarge {
+        /// The metadata's size.
+        size_bytes: usize,
+        /// The limit in force.
+        limit_bytes: usize,
+    },
 }
 
 impl Error {
@@ -166,6 +174,7 @@ impl Error {
             Error::Connection { .. } => ResponseError::NetworkException,
             Error::Timeout { .. } => ResponseError::RequestTimedOut,
             Error::Shutdown(_) => ResponseError::NotLeaderOrFollower,
+            Error::OffsetMetadataTooLarge { .. } => ResponseError::OffsetMetadataTooLarge,
         };
         e.code()
     }

@@ -42,6 +42,14 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Kafka's internal topics, written only by the broker's coordinators.
+pub const INTERNAL_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state"];
+
+/// Whether a topic is one of Kafka's internal topics.
+pub fn is_internal_topic(name: &str) -> bool {
+    INTERNAL_TOPICS.contains(&name)
+}
+
 /// A topic: its identity, partition logs and config overrides.
 pub struct Topic {
     /// The topic's name.
@@ -82,7 +90,7 @@ impl Topic {
 
     /// Whether this is one of Kafka's internal topics.
     pub fn is_internal(&self) -> bool {
-        self.name.starts_with("__")
+        is_internal_topic(&self.name)
     }
 }
 
@@ -288,6 +296,13 @@ impl Topics {
         let topic = self
             .get(name)
             .ok_or_else(|| Error::UnknownTopicOrPartition(name.to_string()))?;
+        if topic.is_internal() {
+            return Err(Error::InvalidTopic {
+                name: name.to_string(),
+                reason: "the partitions of an internal topic cannot change: groups would map to other partitions"
+                    .to_string(),
+            });
+        }
         let current = topic.partition_count();
         if total <= current {
             return Err(Error::InvalidPartitions(format!(

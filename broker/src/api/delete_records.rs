@@ -102,7 +102,7 @@ mod tests {
     fn unknown_partitions_internal_topics_and_bad_offsets_are_refused() {
         let (_dir, broker) = open();
         create(&broker, "t", 1, &[]);
-        create(&broker, "__consumer_offsets", 1, &[]);
+        // `__consumer_offsets` exists from the start: the group coordinator creates it.
         let response = handle(&broker, request("t", &[(0, 5), (0, -7), (3, 0)]), 2);
         encodes(&response, 0..=2);
         let out_of_range = ResponseError::OffsetOutOfRange.code();

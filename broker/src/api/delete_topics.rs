@@ -158,6 +158,6 @@ mod tests {
             ]
         );
         assert_eq!(response.responses[0].name.as_ref().map(|n| n.as_str()), Some("t"));
-        assert!(broker.topics.all().is_empty());
+        assert!(broker.topics.all().iter().all(|t| t.is_internal()));
     }
 }

@@ -94,6 +94,12 @@ fn append(
     partition: i32,
     records: Option<Bytes>,
 ) -> Result<(Arc<PartitionLog>, AppendInfo)> {
+    if crate::topics::is_internal_topic(topic) {
+        return Err(Error::InvalidTopic {
+            name: topic.to_string(),
+            reason: "clients cannot write to an internal topic".to_string(),
+        });
+    }
     let (log, rules) = broker.topics.partition(config, topic, partition)?;
     let records = records
         .filter(|r| !r.is_empty())

@@ -17,6 +17,17 @@ use crate::topics::Topics;
 /// How often membership timers (session and rebalance timeouts) are checked.
 pub const TICK_MS: u64 = 100;
 
+/// One group as ListGroups reports it, from either protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    /// The group id.
+    pub group_id: String,
+    /// `consumer` for consumer groups of either protocol, or what classic members declared.
+    pub protocol_type: String,
+    /// The group state under Kafka's name, e.g. `Stable` or `Empty`.
+    pub state: String,
+}
+
 /// Every group of the broker, by protocol, and their committed offsets.
 pub struct GroupCoordinator {
     /// Committed offsets of every group, loaded from `__consumer_offsets` on start.
@@ -50,6 +61,9 @@ impl GroupCoordinator {
             let now = now_ms();
             self.classic.tick(now);
             self.consumer.tick(now);
+            self.offsets
+                .expire_if_due(now, |g| offsets::membership::is_idle(&self, g))
+                .await;
         }
     }
 }

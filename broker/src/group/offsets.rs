@@ -1,15 +1,525 @@
-//! Committed offsets: placeholder until `__consumer_offsets` lands.
+//! Committed offsets of every group, durable as records of the compacted internal topic
+//! `__consumer_offsets` in Kafka's own schemas, loaded into memory when the broker opens.
+//!
+//! A group's records all go to one partition of the topic, chosen as Kafka chooses it, so one
+//! group's commits are totally ordered by that partition's log. A write happens in two steps:
+//! [`OffsetStore::begin_commit`] (and its siblings for deletes) appends one batch at once, in the
+//! order requests arrive, and [`OffsetStore::finish`] waits for the batch to be fsync'd and only
+//! then applies it to the in-memory map, so that a fetch never sees an offset that a crash could
+//! lose. Appended but not yet durable changes wait in a per-partition queue in log order; whoever
+//! finishes first applies every change up to its own batch, so the map always replays the log in
+//! order even when fsync waits complete out of order.
+//!
+//! Memory bound: the map holds exactly the live (compacted) state: one entry per group and
+//! partition with a committed offset. Commits are accepted only for partitions that exist, so
+//! entries are at most groups x partitions; each entry holds its group id (at most 32767 bytes,
+//! the key schema's limit), a topic name (at most 249 bytes) and metadata of at most
+//! `offset.metadata.max.bytes`. Expiry (`offsets.retention.minutes`) removes the entries of
+//! empty groups, which bounds what abandoned groups cost over time.
 
+pub mod membership;
+pub mod record;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use kafka_protocol::ResponseError;
+
+use crate::broker::now_ms;
 use crate::config::BrokerConfig;
-use crate::error::Result;
-use crate::topics::Topics;
+use crate::error::{Error, Result};
+use crate::log::batch::{self, Compression, EncodeOptions, NewRecord};
+use crate::log::{AppendOptions, PartitionLog, MAX_DECODED_BATCH_BYTES};
+use crate::topics::{Topics, MAX_PARTITIONS};
+pub use record::{partition_for, OffsetValue};
 
-/// Every group's committed offsets.
-pub struct OffsetStore {}
+/// The internal topic holding committed offsets, as Kafka names it.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Segment size of the offsets topic (Kafka's `offsets.topic.segment.bytes` default).
+pub const OFFSETS_SEGMENT_BYTES: &str = "104857600";
+/// Bytes read from the log at a time while loading.
+const LOAD_READ_BYTES: usize = 1 << 20;
+
+/// One offset to commit for one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitEntry {
+    /// The topic name.
+    pub topic: String,
+    /// The partition index.
+    pub partition: i32,
+    /// The committed offset.
+    pub offset: i64,
+    /// The leader epoch of the last consumed record, or -1.
+    pub leader_epoch: i32,
+    /// The client's metadata ("" when none).
+    pub metadata: String,
+    /// An explicit expiry time in milliseconds since the epoch (OffsetCommit v2-4), if any.
+    pub expire_timestamp_ms: Option<i64>,
+}
+
+/// A batch appended to `__consumer_offsets` whose changes become visible once [`OffsetStore::finish`]
+/// has seen it durable.
+#[derive(Debug)]
+#[must_use = "changes become visible only through OffsetStore::finish"]
+pub struct Appended {
+    partition: usize,
+    /// The log end offset just after the batch; 0 when nothing was appended.
+    end_offset: i64,
+}
+
+/// One change to the map: a committed offset, or its removal (a tombstone).
+#[derive(Debug, Clone)]
+struct Change {
+    group: String,
+    topic: String,
+    partition: i32,
+    value: Option<OffsetValue>,
+}
+
+/// Changes appended to one partition but not yet applied, with the log end offset after them.
+struct Pending {
+    end_offset: i64,
+    changes: Vec<Change>,
+}
+
+/// group -> (topic, partition) -> committed offset.
+type Groups = HashMap<String, BTreeMap<(String, i32), OffsetValue>>;
+
+/// Every group's committed offsets. Send + Sync.
+pub struct OffsetStore {
+    /// The partitions of `__consumer_offsets`, in partition order.
+    logs: Vec<Arc<PartitionLog>>,
+    /// Per partition: appended, not yet applied changes in log order. The lock is held across the
+    /// append, so queue order is log order.
+    pending: Vec<Mutex<VecDeque<Pending>>>,
+    /// The durable state.
+    groups: RwLock<Groups>,
+    /// `offset.metadata.max.bytes`.
+    metadata_max_bytes: usize,
+    /// `offsets.retention.minutes`, in milliseconds.
+    retention_ms: i64,
+    /// `offsets.retention.check.interval.ms`.
+    check_interval_ms: i64,
+    /// The largest batch the offsets topic accepts (`max.message.bytes`).
+    max_batch_bytes: usize,
+    /// Broker time of the last expiry pass.
+    last_expiry_ms: AtomicI64,
+}
 
 impl OffsetStore {
-    /// Loads committed offsets.
-    pub fn open(_topics: &Topics, _config: &BrokerConfig) -> Result<OffsetStore> {
-        Ok(OffsetStore {})
+    /// Creates `__consumer_offsets` if absent (`offsets.topic.num.partitions` partitions, compacted)
+    /// and loads every committed offset from it, replaying each partition from start to end.
+    pub fn open(topics: &Topics, config: &BrokerConfig) -> Result<OffsetStore> {
+        let topic = match topics.get(OFFSETS_TOPIC) {
+            Some(topic) => topic,
+            None => {
+                let count = config
+                    .long("offsets.topic.num.partitions")
+                    .clamp(1, i64::from(MAX_PARTITIONS)) as i32;
+                let configs = BTreeMap::from([
+                    ("cleanup.policy".to_string(), "compact".to_string()),
+                    ("segment.bytes".to_string(), OFFSETS_SEGMENT_BYTES.to_string()),
+                ]);
+                topics.create(config, OFFSETS_TOPIC, count, configs, false)?
+            }
+        };
+        let logs = topic.partitions();
+        let store = OffsetStore {
+            pending: logs.iter().map(|_| Mutex::new(VecDeque::new())).collect(),
+            logs,
+            groups: RwLock::new(HashMap::new()),
+            metadata_max_bytes: config
+                .long("offset.metadata.max.bytes")
+                .clamp(0, record::MAX_STRING_BYTES as i64) as usize,
+            retention_ms: config.long("offsets.retention.minutes").saturating_mul(60_000),
+            check_interval_ms: config.long("offsets.retention.check.interval.ms"),
+            max_batch_bytes: config.topic_rules(&topic.configs()).max_message_bytes,
+            last_expiry_ms: AtomicI64::new(now_ms()),
+        };
+        let mut groups = Groups::new();
+        let mut records = 0usize;
+        for (p, log) in store.logs.iter().enumerate() {
+            records += load_partition(p, log, &mut groups)?;
+        }
+        let entries: usize = groups.values().map(BTreeMap::len).sum();
+        tracing::info!(
+            partitions = store.logs.len(),
+            records,
+            groups = groups.len(),
+            offsets = entries,
+            "committed offsets loaded"
+        );
+        *store.groups.write().expect("offsets lock") = groups;
+        Ok(store)
     }
+
+    /// The number of partitions of `__consumer_offsets`.
+    pub fn partition_count(&self) -> i32 {
+        self.logs.len() as i32
+    }
+
+    /// The `__consumer_offsets` partition that holds a group's records.
+    pub fn partition_of(&self, group: &str) -> usize {
+        partition_for(group, self.partition_count()) as usize
+    }
+
+    /// Whether metadata is longer than `offset.metadata.max.bytes` (OFFSET_METADATA_TOO_LARGE).
+    pub fn metadata_too_large(&self, metadata: &str) -> bool {
+        metadata.len() > self.metadata_max_bytes
+    }
+
+    /// Commits offsets for a group: visible to fetches once durable. The caller checks that the
+    /// partitions exist and that the committer may commit.
+    pub async fn commit(&self, group: &str, entries: Vec<CommitEntry>) -> Result<()> {
+        let appended = self.begin_commit(group, entries, now_ms())?;
+        self.finish(appended).await
+    }
+
+    /// Appends a commit now (fixing its order among writes) without waiting for it to be durable;
+    /// [`OffsetStore::finish`] waits and makes it visible.
+    pub fn begin_commit(&self, group: &str, entries: Vec<CommitEntry>, now_ms: i64) -> Result<Appended> {
+        let mut changes = Vec::with_capacity(entries.len());
+        for e in entries {
+            if self.metadata_too_large(&e.metadata) {
+                return Err(Error::OffsetMetadataTooLarge {
+                    size_bytes: e.metadata.len(),
+                    limit_bytes: self.metadata_max_bytes,
+                });
+            }
+            changes.push(Change {
+                group: group.to_string(),
+                topic: e.topic,
+                partition: e.partition,
+                value: Some(OffsetValue {
+                    offset: e.offset,
+                    leader_epoch: e.leader_epoch,
+                    metadata: e.metadata,
+                    commit_timestamp_ms: now_ms,
+                    expire_timestamp_ms: e.expire_timestamp_ms,
+                }),
+            });
+        }
+        self.append(self.partition_of(group), changes, now_ms)
+    }
+
+    /// Waits until an appended batch is durable, then applies it (and every earlier batch of its
+    /// partition) to the map.
+    pub async fn finish(&self, appended: Appended) -> Result<()> {
+        if appended.end_offset == 0 {
+            return Ok(());
+        }
+        self.logs[appended.partition].wait_durable(appended.end_offset).await?;
+        let mut pending = self.pending(appended.partition);
+        let mut groups = self.groups.write().expect("offsets lock");
+        while pending.front().is_some_and(|p| p.end_offset <= appended.end_offset) {
+            if let Some(done) = pending.pop_front() {
+                for change in done.changes {
+                    apply(&mut groups, change);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A group's committed offset for one partition.
+    pub fn fetch(&self, group: &str, topic: &str, partition: i32) -> Option<OffsetValue> {
+        let groups = self.groups.read().expect("offsets lock");
+        groups.get(group)?.get(&(topic.to_string(), partition)).cloned()
+    }
+
+    /// Every committed offset of a group, ordered by topic and partition.
+    pub fn fetch_all(&self, group: &str) -> Vec<(String, i32, OffsetValue)> {
+        let groups = self.groups.read().expect("offsets lock");
+        groups
+            .get(group)
+            .map(|offsets| offsets.iter().map(|((t, p), v)| (t.clone(), *p, v.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    /// Every group with at least one committed offset, sorted.
+    pub fn groups(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.groups.read().expect("offsets lock").keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Whether a group has any committed offset.
+    pub fn has_offsets(&self, group: &str) -> bool {
+        self.groups.read().expect("offsets lock").contains_key(group)
+    }
+
+    /// Deletes every committed offset of a group (DeleteGroups), with tombstones.
+    pub async fn delete_group(&self, group: &str) -> Result<()> {
+        let appended = self.begin_delete_group(group, now_ms())?;
+        self.finish(appended).await
+    }
+
+    /// Appends tombstones for every offset of a group, committed or in flight.
+    pub fn begin_delete_group(&self, group: &str, now_ms: i64) -> Result<Appended> {
+        let p = self.partition_of(group);
+        let mut keys: Vec<(String, i32)> = self
+            .fetch_all(group)
+            .into_iter()
+            .map(|(t, partition, _)| (t, partition))
+            .collect();
+        for pending in self.pending(p).iter() {
+            for c in pending.changes.iter().filter(|c| c.group == group) {
+                keys.push((c.topic.clone(), c.partition));
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        self.append(p, tombstones(group, keys), now_ms)
+    }
+
+    /// Deletes a group's committed offsets for some partitions (OffsetDelete), with tombstones;
+    /// partitions without an offset are skipped.
+    pub async fn delete_offsets(&self, group: &str, partitions: &[(String, i32)]) -> Result<()> {
+        let appended = self.begin_delete_offsets(group, partitions, now_ms())?;
+        self.finish(appended).await
+    }
+
+    /// Appends tombstones for the partitions of a group that have a committed offset.
+    pub fn begin_delete_offsets(&self, group: &str, partitions: &[(String, i32)], now_ms: i64) -> Result<Appended> {
+        let mut keys: Vec<(String, i32)> = partitions
+            .iter()
+            .filter(|(t, p)| self.fetch(group, t, *p).is_some())
+            .cloned()
+            .collect();
+        keys.sort();
+        keys.dedup();
+        self.append(self.partition_of(group), tombstones(group, keys), now_ms)
+    }
+
+    /// Removes, with tombstones, the offsets of idle groups (`is_idle`: no live member in either
+    /// protocol) that are past their expiry time or older than `offsets.retention.minutes`.
+    /// Returns how many offsets expired.
+    pub async fn expire(&self, now_ms: i64, is_idle: impl Fn(&str) -> bool) -> Result<usize> {
+        // Candidates are collected first and `is_idle` asked without the map's lock held, so that
+        // the membership engines may call into this store while holding their own locks.
+        let candidates: Vec<(String, Vec<(String, i32)>)> = {
+            let groups = self.groups.read().expect("offsets lock");
+            groups
+                .iter()
+                .filter_map(|(group, offsets)| {
+                    let expired: Vec<(String, i32)> = offsets
+                        .iter()
+                        .filter(|(_, v)| self.is_expired(v, now_ms))
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    (!expired.is_empty()).then(|| (group.clone(), expired))
+                })
+                .collect()
+        };
+        let mut by_partition: BTreeMap<usize, Vec<Change>> = BTreeMap::new();
+        for (group, keys) in candidates {
+            if !is_idle(&group) {
+                continue;
+            }
+            tracing::info!(group = %group, offsets = keys.len(), "committed offsets expired");
+            by_partition
+                .entry(self.partition_of(&group))
+                .or_default()
+                .extend(tombstones(&group, keys));
+        }
+        let mut expired = 0;
+        for (p, changes) in by_partition {
+            expired += changes.len();
+            let appended = self.append(p, changes, now_ms)?;
+            self.finish(appended).await?;
+        }
+        Ok(expired)
+    }
+
+    /// Runs [`OffsetStore::expire`] when `offsets.retention.check.interval.ms` has passed since the
+    /// last pass; called from the coordinator's timer tick. Failures are logged.
+    pub async fn expire_if_due(&self, now_ms: i64, is_idle: impl Fn(&str) -> bool) {
+        let last = self.last_expiry_ms.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(last) < self.check_interval_ms {
+            return;
+        }
+        self.last_expiry_ms.store(now_ms, Ordering::Relaxed);
+        if let Err(e) = self.expire(now_ms, is_idle).await {
+            tracing::error!(error = %e, "expiring committed offsets failed");
+        }
+    }
+
+    fn is_expired(&self, value: &OffsetValue, now_ms: i64) -> bool {
+        match value.expire_timestamp_ms {
+            Some(expire) => now_ms >= expire,
+            None => now_ms.saturating_sub(value.commit_timestamp_ms) >= self.retention_ms,
+        }
+    }
+
+    fn pending(&self, partition: usize) -> MutexGuard<'_, VecDeque<Pending>> {
+        self.pending[partition]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Encodes changes as one uncompressed batch and appends it to a partition, queueing them.
+    fn append(&self, partition: usize, changes: Vec<Change>, now_ms: i64) -> Result<Appended> {
+        if changes.is_empty() {
+            return Ok(Appended {
+                partition,
+                end_offset: 0,
+            });
+        }
+        let mut records = Vec::with_capacity(changes.len());
+        for c in &changes {
+            records.push(NewRecord {
+                timestamp_ms: now_ms,
+                key: Some(record::encode_offset_key(&c.group, &c.topic, c.partition)?),
+                value: c.value.as_ref().map(record::encode_offset_value).transpose()?,
+                headers: Vec::new(),
+            });
+        }
+        let batch = batch::encode_batch(
+            &records,
+            &EncodeOptions {
+                base_offset: 0,
+                compression: Compression::None,
+                producer_id: -1,
+                producer_epoch: -1,
+                base_sequence: -1,
+                transactional: false,
+                partition_leader_epoch: -1,
+            },
+        )?;
+        if batch.len() > self.max_batch_bytes {
+            return Err(Error::MessageTooLarge {
+                size_bytes: batch.len(),
+                max_bytes: self.max_batch_bytes,
+            });
+        }
+        let headers = batch::validate_batches(&batch)?;
+        let options = AppendOptions {
+            now_ms,
+            log_append_time: false,
+            leader_epoch: 0,
+        };
+        let mut pending = self.pending(partition);
+        let info = self.logs[partition].append(batch, &headers, &options)?;
+        let end_offset = info.last_offset + 1;
+        pending.push_back(Pending { end_offset, changes });
+        Ok(Appended { partition, end_offset })
+    }
+}
+
+/// The error code a coordinator API answers for a failed write or read of `__consumer_offsets`,
+/// normalised as Kafka's group coordinator does: storage trouble sends clients to find the
+/// coordinator again, oversize writes are INVALID_COMMIT_OFFSET_SIZE.
+pub fn coordinator_error_code(e: &Error) -> i16 {
+    let code = e.kafka_code();
+    match ResponseError::try_from_code(code) {
+        Some(ResponseError::MessageTooLarge | ResponseError::RecordListTooLarge) => {
+            ResponseError::InvalidCommitOffsetSize.code()
+        }
+        Some(
+            ResponseError::UnknownTopicOrPartition | ResponseError::NotEnoughReplicas | ResponseError::RequestTimedOut,
+        ) => ResponseError::CoordinatorNotAvailable.code(),
+        Some(ResponseError::NotLeaderOrFollower | ResponseError::KafkaStorageError) => {
+            ResponseError::NotCoordinator.code()
+        }
+        _ => code,
+    }
+}
+
+fn tombstones(group: &str, keys: Vec<(String, i32)>) -> Vec<Change> {
+    keys.into_iter()
+        .map(|(topic, partition)| Change {
+            group: group.to_string(),
+            topic,
+            partition,
+            value: None,
+        })
+        .collect()
+}
+
+fn apply(groups: &mut Groups, change: Change) {
+    let key = (change.topic, change.partition);
+    match change.value {
+        Some(value) => {
+            groups.entry(change.group).or_default().insert(key, value);
+        }
+        None => {
+            if let Some(offsets) = groups.get_mut(&change.group) {
+                offsets.remove(&key);
+                if offsets.is_empty() {
+                    groups.remove(&change.group);
+                }
+            }
+        }
+    }
+}
+
+/// Replays one partition of `__consumer_offsets` into `groups`; returns the records read.
+/// Records that are not offsets (group metadata, KIP-848 records) and undecodable ones are
+/// skipped with a log line; transactional and control batches are skipped (Brook writes neither).
+fn load_partition(p: usize, log: &PartitionLog, groups: &mut Groups) -> Result<usize> {
+    let end = log.log_end_offset();
+    let mut offset = log.log_start_offset();
+    let mut count = 0;
+    while offset < end {
+        let chunk = log.read(offset, LOAD_READ_BYTES, end)?;
+        let before = offset;
+        for item in batch::scan_headers(&chunk) {
+            let (position, header) = item?;
+            offset = offset.max(header.last_offset() + 1);
+            if header.is_control() || header.is_transactional() {
+                tracing::warn!(
+                    partition = p,
+                    offset = header.base_offset,
+                    "skipped a transactional batch in __consumer_offsets"
+                );
+                continue;
+            }
+            let bytes = &chunk[position..position + header.total_bytes()];
+            for r in batch::decode_records(bytes, MAX_DECODED_BATCH_BYTES)? {
+                count += 1;
+                load_record(p, r, groups);
+            }
+        }
+        if offset == before {
+            return Err(Error::CorruptLog {
+                path: log.dir().display().to_string(),
+                reason: format!("no complete batch could be read at offset {offset} while loading committed offsets"),
+            });
+        }
+    }
+    Ok(count)
+}
+
+fn load_record(p: usize, r: batch::Record, groups: &mut Groups) {
+    let skip = |reason: String| {
+        tracing::warn!(partition = p, offset = r.offset, reason = %reason, "skipped a __consumer_offsets record");
+    };
+    let Some(key) = r.key.as_deref() else {
+        return skip("the record has no key".to_string());
+    };
+    let (group, topic, partition) = match record::decode_key(key) {
+        Ok(record::Key::Offset {
+            group,
+            topic,
+            partition,
+        }) => (group, topic, partition),
+        Ok(record::Key::Other(_)) => return,
+        Err(e) => return skip(e.to_string()),
+    };
+    let value = match r.value.as_deref().map(record::decode_offset_value).transpose() {
+        Ok(value) => value,
+        Err(e) => return skip(e.to_string()),
+    };
+    apply(
+        groups,
+        Change {
+            group,
+            topic,
+            partition,
+            value,
+        },
+    );
 }

@@ -152,7 +152,15 @@ pub(crate) fn dispatch(broker: &Arc<Broker>, mut frame: Bytes, peer: SocketAddr)
     }
     let client = header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default();
     tracing::trace!(peer = %peer, api = ?key, version, correlation_id, client = %client, "request");
-    match api::handle(broker, request, version) {
+    match api::handle(
+        broker,
+        request,
+        version,
+        &api::Client {
+            id: &client,
+            addr: peer,
+        },
+    ) {
         None => Err(format!("no handler for {key:?}")),
         Some(Reply::Now(body)) => Ok(Some(Pending::Ready(encode_response(
             key,

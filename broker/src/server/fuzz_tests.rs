@@ -44,6 +44,22 @@ fn valid_frames() -> Vec<Bytes> {
                 }
                 ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
                 ApiKey::FindCoordinator => RequestKind::FindCoordinator(FindCoordinatorRequest::default()),
+                ApiKey::JoinGroup => RequestKind::JoinGroup(JoinGroupRequest::default()),
+                ApiKey::Heartbeat => RequestKind::Heartbeat(HeartbeatRequest::default()),
+                ApiKey::LeaveGroup => RequestKind::LeaveGroup(LeaveGroupRequest::default()),
+                ApiKey::SyncGroup => RequestKind::SyncGroup(SyncGroupRequest::default()),
+                ApiKey::DescribeGroups => RequestKind::DescribeGroups(DescribeGroupsRequest::default()),
+                ApiKey::ListGroups => RequestKind::ListGroups(ListGroupsRequest::default()),
+                ApiKey::DeleteGroups => RequestKind::DeleteGroups(DeleteGroupsRequest::default()),
+                ApiKey::OffsetCommit => RequestKind::OffsetCommit(OffsetCommitRequest::default()),
+                ApiKey::OffsetFetch => RequestKind::OffsetFetch(OffsetFetchRequest::default()),
+                ApiKey::OffsetDelete => RequestKind::OffsetDelete(OffsetDeleteRequest::default()),
+                ApiKey::ConsumerGroupHeartbeat => {
+                    RequestKind::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest::default())
+                }
+                ApiKey::ConsumerGroupDescribe => {
+                    RequestKind::ConsumerGroupDescribe(ConsumerGroupDescribeRequest::default())
+                }
                 other => panic!("no sample request for {other:?}"),
             };
             body.encode(&mut buf, v).unwrap();
@@ -55,7 +71,10 @@ fn valid_frames() -> Vec<Bytes> {
 
 fn with_broker(f: impl FnOnce(&std::sync::Arc<Broker>)) {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::open(BrokerConfig::new(dir.path().to_path_buf())).unwrap();
+    let mut config = BrokerConfig::new(dir.path().to_path_buf());
+    // One offsets partition instead of Kafka's 50 keeps thousands of broker opens fast.
+    config.set("offsets.topic.num.partitions", "1").unwrap();
+    let broker = Broker::open(config).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

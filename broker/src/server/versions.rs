@@ -33,7 +33,15 @@ pub const SUPPORTED: &[Supported] = &[
     api(ApiKey::Fetch, 4, 12, 4),
     api(ApiKey::ListOffsets, 1, 8, 1),
     api(ApiKey::Metadata, 0, 12, 0),
+    api(ApiKey::OffsetCommit, 2, 9, 2),
+    api(ApiKey::OffsetFetch, 1, 9, 1),
     api(ApiKey::FindCoordinator, 0, 4, 0),
+    api(ApiKey::JoinGroup, 0, 9, 0),
+    api(ApiKey::Heartbeat, 0, 4, 0),
+    api(ApiKey::LeaveGroup, 0, 5, 0),
+    api(ApiKey::SyncGroup, 0, 5, 0),
+    api(ApiKey::DescribeGroups, 0, 6, 0),
+    api(ApiKey::ListGroups, 0, 5, 0),
     api(ApiKey::ApiVersions, 0, 4, 0),
     api(ApiKey::CreateTopics, 2, 7, 2),
     api(ApiKey::DeleteTopics, 1, 6, 1),
@@ -43,8 +51,12 @@ pub const SUPPORTED: &[Supported] = &[
     api(ApiKey::DescribeConfigs, 1, 4, 1),
     api(ApiKey::AlterConfigs, 0, 2, 0),
     api(ApiKey::CreatePartitions, 0, 3, 0),
+    api(ApiKey::DeleteGroups, 0, 2, 0),
     api(ApiKey::IncrementalAlterConfigs, 0, 1, 0),
+    api(ApiKey::OffsetDelete, 0, 0, 0),
     api(ApiKey::DescribeCluster, 0, 1, 0),
+    api(ApiKey::ConsumerGroupHeartbeat, 0, 1, 0),
+    api(ApiKey::ConsumerGroupDescribe, 0, 1, 0),
 ];
 
 /// The entry for an API, if Brook serves it.
@@ -93,7 +105,19 @@ mod tests {
         check::<IncrementalAlterConfigsResponse>(ApiKey::IncrementalAlterConfigs);
         check::<DescribeClusterResponse>(ApiKey::DescribeCluster);
         check::<FindCoordinatorResponse>(ApiKey::FindCoordinator);
-        assert_eq!(SUPPORTED.len(), 16);
+        check::<JoinGroupResponse>(ApiKey::JoinGroup);
+        check::<HeartbeatResponse>(ApiKey::Heartbeat);
+        check::<LeaveGroupResponse>(ApiKey::LeaveGroup);
+        check::<SyncGroupResponse>(ApiKey::SyncGroup);
+        check::<DescribeGroupsResponse>(ApiKey::DescribeGroups);
+        check::<ListGroupsResponse>(ApiKey::ListGroups);
+        check::<DeleteGroupsResponse>(ApiKey::DeleteGroups);
+        check::<OffsetCommitResponse>(ApiKey::OffsetCommit);
+        check::<OffsetFetchResponse>(ApiKey::OffsetFetch);
+        check::<OffsetDeleteResponse>(ApiKey::OffsetDelete);
+        check::<ConsumerGroupHeartbeatResponse>(ApiKey::ConsumerGroupHeartbeat);
+        check::<ConsumerGroupDescribeResponse>(ApiKey::ConsumerGroupDescribe);
+        assert_eq!(SUPPORTED.len(), 28);
     }
 
     #[test]
