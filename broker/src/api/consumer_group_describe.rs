@@ -61,6 +61,8 @@ fn described(group: DescribedGroup, d: GroupDescription, names: &BTreeMap<Uuid, 
                 .with_member_id(StrBytes::from_string(m.member_id))
                 .with_instance_id(text(m.instance_id))
                 .with_rack_id(text(m.rack_id))
+                .with_client_id(StrBytes::from_string(m.client_id))
+                .with_client_host(StrBytes::from_string(m.client_host))
                 .with_member_epoch(m.member_epoch)
                 .with_subscribed_topic_names(
                     m.subscribed_topic_names
@@ -100,6 +102,11 @@ fn to_wire(assignment: assignor::Assignment, names: &BTreeMap<Uuid, String>) -> 
 
 #[cfg(test)]
 mod tests {
+    const CLIENT: crate::api::Client<'static> = crate::api::Client {
+        id: "test-client",
+        addr: std::net::SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 1)),
+    };
+
     use super::*;
     use crate::api::consumer_group_heartbeat;
     use crate::api::create_topics::test_support::{encodes, open, s, topic};
@@ -116,7 +123,10 @@ mod tests {
             .with_rebalance_timeout_ms(30_000)
             .with_subscribed_topic_names(Some(vec![TopicName(s("t"))]))
             .with_topic_partitions(Some(vec![]));
-        assert_eq!(consumer_group_heartbeat::handle(&broker, join, 1).error_code, 0);
+        assert_eq!(
+            consumer_group_heartbeat::handle(&broker, join, 1, &CLIENT).error_code,
+            0
+        );
 
         let request = ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s("g")), GroupId(s("nope"))]);
         let r = handle(&broker, request, 1);

@@ -17,6 +17,7 @@ pub fn handle(
     broker: &Arc<Broker>,
     request: ConsumerGroupHeartbeatRequest,
     version: i16,
+    client: &crate::api::Client,
 ) -> ConsumerGroupHeartbeatResponse {
     let group_id = request.group_id.0.to_string();
     if !broker.groups.classic.is_empty_or_absent(&group_id) {
@@ -25,7 +26,10 @@ pub fn handle(
             format!("group {group_id} is a classic group with members, not a consumer group"),
         );
     }
-    let hb = to_heartbeat(request, version, group_id);
+    let mut hb = to_heartbeat(request, version, group_id);
+    hb.client_id = client.id.to_string();
+    // Kafka shows the host as "/ip", as Java's InetAddress prints it.
+    hb.client_host = format!("/{}", client.addr.ip());
     let settings = Settings::from_config(&broker.config());
     let resolve = |name: &str| {
         broker.topics.get(name).map(|t| TopicInfo {
@@ -58,6 +62,8 @@ fn to_heartbeat(request: ConsumerGroupHeartbeatRequest, version: i16, group_id: 
         member_epoch: request.member_epoch,
         instance_id: text(request.instance_id),
         rack_id: text(request.rack_id),
+        client_id: String::new(),
+        client_host: String::new(),
         rebalance_timeout_ms: request.rebalance_timeout_ms,
         subscribed_topic_names: request
             .subscribed_topic_names
@@ -89,6 +95,11 @@ fn to_wire(assignment: assignor::Assignment) -> Assignment {
 
 #[cfg(test)]
 mod tests {
+    const CLIENT: crate::api::Client<'static> = crate::api::Client {
+        id: "test-client",
+        addr: std::net::SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 1)),
+    };
+
     use super::*;
     use crate::api::create_topics::test_support::{encodes, open, s, topic};
     use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions as Owned;
@@ -112,7 +123,7 @@ mod tests {
         crate::api::create_topics::handle(&broker, create, 7);
         let topic_id = broker.topics.get("t").unwrap().id;
 
-        let r = handle(&broker, join("m1"), 1);
+        let r = handle(&broker, join("m1"), 1, &CLIENT);
         assert_eq!(r.error_code, 0, "{:?}", r.error_message);
         assert_eq!(r.member_id.as_deref(), Some("m1"));
         assert_eq!(r.member_epoch, 1);
@@ -130,11 +141,11 @@ mod tests {
             .with_topic_partitions(Some(vec![Owned::default()
                 .with_topic_id(topic_id)
                 .with_partitions(vec![0, 1, 2])]));
-        let r = handle(&broker, beat.clone(), 1);
+        let r = handle(&broker, beat.clone(), 1, &CLIENT);
         assert_eq!((r.error_code, r.member_epoch, r.assignment.is_none()), (0, 1, true));
         encodes(&r, 0..=1);
 
-        let r = handle(&broker, beat.clone().with_member_epoch(7), 1);
+        let r = handle(&broker, beat.clone().with_member_epoch(7), 1, &CLIENT);
         assert_eq!(r.error_code, ResponseError::FencedMemberEpoch.code());
         encodes(&r, 0..=1);
 
@@ -142,24 +153,30 @@ mod tests {
             &broker,
             beat.clone().with_member_epoch(-1).with_topic_partitions(None),
             1,
+            &CLIENT,
         );
         assert_eq!((r.error_code, r.member_epoch), (0, -1));
-        let r = handle(&broker, beat, 1);
+        let r = handle(&broker, beat, 1, &CLIENT);
         assert_eq!(r.error_code, ResponseError::UnknownMemberId.code());
     }
 
     #[test]
     fn bad_first_heartbeats_get_kafkas_codes() {
         let (_dir, broker) = open();
-        let r = handle(&broker, join("m1").with_server_assignor(Some(s("sticky"))), 1);
+        let r = handle(&broker, join("m1").with_server_assignor(Some(s("sticky"))), 1, &CLIENT);
         assert_eq!(r.error_code, ResponseError::UnsupportedAssignor.code());
-        let r = handle(&broker, join("m1").with_subscribed_topic_names(None), 1);
+        let r = handle(&broker, join("m1").with_subscribed_topic_names(None), 1, &CLIENT);
         assert_eq!(r.error_code, ResponseError::InvalidRequest.code());
-        let r = handle(&broker, join("m1").with_subscribed_topic_regex(Some(s("t.*"))), 1);
+        let r = handle(
+            &broker,
+            join("m1").with_subscribed_topic_regex(Some(s("t.*"))),
+            1,
+            &CLIENT,
+        );
         assert_eq!(r.error_code, ResponseError::InvalidRequest.code());
-        let r = handle(&broker, join(""), 1);
+        let r = handle(&broker, join(""), 1, &CLIENT);
         assert_eq!(r.error_code, ResponseError::InvalidRequest.code());
-        let r = handle(&broker, join(""), 0);
+        let r = handle(&broker, join(""), 0, &CLIENT);
         assert_eq!(r.error_code, 0, "v0 members may let the broker name them");
         assert!(r.member_id.is_some_and(|id| !id.is_empty()));
         assert!(

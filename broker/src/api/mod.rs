@@ -66,7 +66,9 @@ pub fn handle(broker: &Arc<Broker>, request: RequestKind, version: i16, client: 
         R::AlterConfigs(r) => K::AlterConfigs(alter_configs::handle(broker, r, version)),
         R::ApiVersions(r) => K::ApiVersions(api_versions::handle(r, version)),
         R::ConsumerGroupDescribe(r) => K::ConsumerGroupDescribe(consumer_group_describe::handle(broker, r, version)),
-        R::ConsumerGroupHeartbeat(r) => K::ConsumerGroupHeartbeat(consumer_group_heartbeat::handle(broker, r, version)),
+        R::ConsumerGroupHeartbeat(r) => {
+            K::ConsumerGroupHeartbeat(consumer_group_heartbeat::handle(broker, r, version, client))
+        }
         R::CreatePartitions(r) => K::CreatePartitions(create_partitions::handle(broker, r, version)),
         R::CreateTopics(r) => K::CreateTopics(create_topics::handle(broker, r, version)),
         R::DeleteGroups(r) => return Some(delete_groups::handle(broker, r, version)),

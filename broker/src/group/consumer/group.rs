@@ -136,6 +136,8 @@ impl Group {
         if hb.rack_id.is_some() {
             member.rack_id = hb.rack_id.clone();
         }
+        member.client_id.clone_from(&hb.client_id);
+        member.client_host.clone_from(&hb.client_host);
         if hb.rebalance_timeout_ms != -1 {
             member.rebalance_timeout_ms = hb.rebalance_timeout_ms;
         }

@@ -42,6 +42,10 @@ pub struct Member {
     pub instance_id: Option<String>,
     /// The rack the member runs in, if it said.
     pub rack_id: Option<String>,
+    /// The client id of the member's last heartbeat.
+    pub client_id: String,
+    /// The address of the member's last heartbeat.
+    pub client_host: String,
     /// The topic names the member subscribes to.
     pub subscribed: BTreeSet<String>,
     /// The server assignor the member asked for, if any.
@@ -66,6 +70,8 @@ impl Member {
             id,
             instance_id: None,
             rack_id: None,
+            client_id: String::new(),
+            client_host: String::new(),
             subscribed: BTreeSet::new(),
             assignor: None,
             rebalance_timeout_ms: 0,

@@ -72,6 +72,10 @@ pub struct Heartbeat {
     pub instance_id: Option<String>,
     /// The rack id, if given.
     pub rack_id: Option<String>,
+    /// The request header's client id.
+    pub client_id: String,
+    /// The client's address, as describe shows it.
+    pub client_host: String,
     /// The rebalance timeout, -1 if unchanged.
     pub rebalance_timeout_ms: i32,
     /// The subscribed topic names, None if unchanged.
@@ -157,6 +161,10 @@ pub struct MemberDescription {
     pub instance_id: Option<String>,
     /// The rack id.
     pub rack_id: Option<String>,
+    /// The client id the member last sent.
+    pub client_id: String,
+    /// The client's address.
+    pub client_host: String,
     /// The member epoch.
     pub member_epoch: i32,
     /// The subscribed topic names.
@@ -264,6 +272,8 @@ impl ConsumerGroups {
                 member_id: m.id.clone(),
                 instance_id: m.instance_id.clone(),
                 rack_id: m.rack_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
                 member_epoch: m.progress.epoch,
                 subscribed_topic_names: m.subscribed.iter().cloned().collect(),
                 assignment: m.progress.assigned.clone(),
