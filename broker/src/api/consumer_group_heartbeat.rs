@@ -68,7 +68,8 @@ fn to_heartbeat(request: ConsumerGroupHeartbeatRequest, version: i16, group_id: 
         subscribed_topic_names: request
             .subscribed_topic_names
             .map(|names| names.into_iter().map(|n| n.0.to_string()).collect()),
-        subscribed_topic_regex: text(request.subscribed_topic_regex),
+        // Kafka treats an empty regex as none; librdkafka sends "" with topic-name subscriptions.
+        subscribed_topic_regex: text(request.subscribed_topic_regex).filter(|r| !r.is_empty()),
         server_assignor: text(request.server_assignor),
         owned: request.topic_partitions.map(|topics| {
             let mut owned = assignor::Assignment::new();
@@ -176,6 +177,9 @@ mod tests {
         assert_eq!(r.error_code, ResponseError::InvalidRequest.code());
         let r = handle(&broker, join(""), 1, &CLIENT);
         assert_eq!(r.error_code, ResponseError::InvalidRequest.code());
+        // An empty regex is no regex (librdkafka sends one with topic-name subscriptions).
+        let r = handle(&broker, join("m2").with_subscribed_topic_regex(Some(s(""))), 1, &CLIENT);
+        assert_eq!(r.error_code, 0);
         let r = handle(&broker, join(""), 0, &CLIENT);
         assert_eq!(r.error_code, 0, "v0 members may let the broker name them");
         assert!(r.member_id.is_some_and(|id| !id.is_empty()));
