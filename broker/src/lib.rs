@@ -1,6 +1,7 @@
 //! Brook's Kafka-compatible broker: the wire protocol server, the log storage, the coordinators,
 //! and a Kafka client that speaks the same protocol to any cluster.
 
+pub mod access;
 pub mod api;
 pub mod broker;
 pub mod client;

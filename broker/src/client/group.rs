@@ -557,7 +557,7 @@ impl Consumer {
     }
 
     /// Waits until the membership task changes something, or `timeout` passes.
-    pub(super) async fn wait_for_group(&self, timeout: Duration) {
+    pub(crate) async fn wait_for_group(&self, timeout: Duration) {
         if let Some(g) = &self.group {
             let _ = tokio::time::timeout(timeout, g.changed.notified()).await;
         }

@@ -32,6 +32,11 @@ pub use metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMeta
 pub use partitioner::{murmur2, partition_for_key};
 pub use producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
 
+// For `crate::access`, which fetches one partition at a time and decodes as the consumer does.
+pub(crate) use admin::list_offsets as list_partition_offsets;
+pub(crate) use cluster::Cluster;
+pub(crate) use fetch_decode::decode_partition;
+
 use kafka_protocol::ResponseError;
 
 use crate::error::{Error, Result};
