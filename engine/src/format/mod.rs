@@ -1,0 +1,213 @@
+//! The record formats a topic's values can be read as, named as users write them in SQL and
+//! pipeline files (`format = 'json'`), and the decoder and encoder traits every format implements.
+//!
+//! Decoding never fails a whole batch because of one record: a value that does not decode is
+//! reported in [`Decoded::failed`] with its error in prose (the caller sends it to the dead-letter
+//! topic, see `crate::dlq`), and the others still become rows. Tombstones (values that are None)
+//! are failures ("no value") for json, csv and avro, and null rows for lines and bytes.
+
+mod avro;
+mod csv;
+mod infer;
+mod json;
+mod raw;
+
+use bytes::Bytes;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+
+use crate::error::{Error, Result};
+
+pub use infer::{infer_schema, MAX_INFER_SAMPLES};
+
+/// How a topic's values are encoded, with an optional declared schema.
+#[derive(Debug, Clone)]
+pub struct FormatSpec {
+    /// The format.
+    pub format: Format,
+    /// The value columns; None to infer them from a sample with [`infer_schema`].
+    pub schema: Option<SchemaRef>,
+    /// The Avro schema as JSON text, required for avro.
+    pub avro_schema: Option<String>,
+    /// The CSV field delimiter, `b','` by default.
+    pub csv_delimiter: u8,
+    /// Whether CSV data starts with a line naming the columns. Topics hold one row per record, so
+    /// this is false for them; when true, inference takes column names from the first sample and
+    /// the decoder skips records that are that header line again.
+    pub csv_header: bool,
+}
+
+impl FormatSpec {
+    /// A spec for `format` with no declared schema, comma-delimited CSV without a header.
+    pub fn new(format: Format) -> Self {
+        FormatSpec {
+            format,
+            schema: None,
+            avro_schema: None,
+            csv_delimiter: b',',
+            csv_header: false,
+        }
+    }
+
+    /// The same spec with a declared schema.
+    pub fn with_schema(mut self, schema: SchemaRef) -> Self {
+        self.schema = Some(schema);
+        self
+    }
+
+    /// The same spec with an Avro schema given as JSON text.
+    pub fn with_avro_schema(mut self, avro_schema: impl Into<String>) -> Self {
+        self.avro_schema = Some(avro_schema.into());
+        self
+    }
+}
+
+/// What decoding a slice of record values produced: one Arrow row per decodable value.
+#[derive(Debug)]
+pub struct Decoded {
+    /// The value columns, with the decoder's schema.
+    pub batch: RecordBatch,
+    /// For each output row, the index of its input value.
+    pub rows: Vec<usize>,
+    /// The inputs that did not decode, with the error in prose, in input order.
+    pub failed: Vec<(usize, String)>,
+}
+
+impl Decoded {
+    /// No rows and no failures.
+    pub fn empty(schema: SchemaRef) -> Self {
+        Decoded {
+            batch: RecordBatch::new_empty(schema),
+            rows: Vec::new(),
+            failed: Vec::new(),
+        }
+    }
+}
+
+/// Turns record values into Arrow rows.
+pub trait RecordDecoder: Send + Sync {
+    /// The value columns every decoded batch has.
+    fn schema(&self) -> SchemaRef;
+    /// Decodes `values` (None is a tombstone); bad values are reported, not fatal.
+    fn decode(&self, values: &[Option<&[u8]>]) -> Result<Decoded>;
+}
+
+/// Turns Arrow rows into record values.
+pub trait RecordEncoder: Send + Sync {
+    /// One encoded value per row.
+    fn encode(&self, batch: &RecordBatch) -> Result<Vec<Bytes>>;
+}
+
+/// A decoder for `spec`. json and csv need a schema (declared, or from [`infer_schema`]):
+/// without one this is [`Error::Schema`]; avro needs `avro_schema`.
+pub fn decoder(spec: &FormatSpec) -> Result<Box<dyn RecordDecoder>> {
+    let need_schema = || {
+        spec.schema.clone().ok_or_else(|| {
+            Error::Schema(format!(
+                "{} values need a schema: declare the columns or infer them from a sample first",
+                spec.format.name()
+            ))
+        })
+    };
+    Ok(match spec.format {
+        Format::Json => Box::new(json::JsonDecoder::new(need_schema()?)),
+        Format::Csv => Box::new(csv::CsvDecoder::new(
+            need_schema()?,
+            spec.csv_delimiter,
+            spec.csv_header,
+        )),
+        Format::Avro => Box::new(avro::AvroDecoder::new(
+            avro::require_schema(spec)?,
+            spec.schema.clone(),
+        )?),
+        Format::Lines => Box::new(raw::LinesDecoder),
+        Format::Bytes => Box::new(raw::BytesDecoder),
+    })
+}
+
+/// An encoder for `spec` writing rows of `schema`. Avro writes with `avro_schema` when given,
+/// else with a record schema derived from `schema`.
+pub fn encoder(spec: &FormatSpec, schema: SchemaRef) -> Result<Box<dyn RecordEncoder>> {
+    Ok(match spec.format {
+        Format::Json => Box::new(json::JsonEncoder),
+        Format::Csv => Box::new(csv::CsvEncoder::new(spec.csv_delimiter)),
+        Format::Avro => Box::new(avro::AvroEncoder::new(spec.avro_schema.as_deref(), &schema)?),
+        Format::Lines => Box::new(raw::LinesEncoder::new(&schema)?),
+        Format::Bytes => Box::new(raw::BytesEncoder::new(&schema)?),
+    })
+}
+
+/// Splits `out`, which holds one `\n`-terminated encoding per row, into one value per row; None
+/// when the count of lines is not `rows` (a value held a newline of its own).
+pub(crate) fn split_lines(out: Vec<u8>, rows: usize) -> Option<Vec<Bytes>> {
+    let out = Bytes::from(out);
+    let mut values = Vec::with_capacity(rows);
+    let mut start = 0;
+    for (i, b) in out.iter().enumerate() {
+        if *b == b'\n' {
+            if values.len() == rows {
+                return None;
+            }
+            let end = if i > start && out[i - 1] == b'\r' { i - 1 } else { i };
+            values.push(out.slice(start..end));
+            start = i + 1;
+        }
+    }
+    (values.len() == rows && start == out.len()).then_some(values)
+}
+
+/// How a topic's record values are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON object per record.
+    Json,
+    /// One CSV row per record.
+    Csv,
+    /// Avro with a given schema.
+    Avro,
+    /// The value as one UTF-8 line.
+    Lines,
+    /// The value as opaque bytes.
+    Bytes,
+}
+
+impl Format {
+    /// Every format, in the order they are documented.
+    pub const ALL: [Format; 5] = [Format::Json, Format::Csv, Format::Avro, Format::Lines, Format::Bytes];
+
+    /// The name users write.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Csv => "csv",
+            Format::Avro => "avro",
+            Format::Lines => "lines",
+            Format::Bytes => "bytes",
+        }
+    }
+
+    /// Parses a format name, case-insensitively.
+    pub fn parse(name: &str) -> Result<Format> {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.name().eq_ignore_ascii_case(name.trim()))
+            .ok_or_else(|| Error::UnknownFormat {
+                name: name.to_string(),
+                expected: Format::ALL.map(Format::name).join(", "),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_list_the_choices() {
+        for f in Format::ALL {
+            assert_eq!(Format::parse(&f.name().to_uppercase()).unwrap(), f);
+        }
+        let err = Format::parse("xml").unwrap_err().to_string();
+        assert!(err.contains("xml") && err.contains("json, csv"), "{err}");
+    }
+}
