@@ -1,6 +1,7 @@
 //! The `brook` binary: parses the command line and hands each command to its module in `cli/`.
 
 mod cli;
+mod http;
 
 use clap::Parser;
 

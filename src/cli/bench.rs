@@ -45,6 +45,8 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Read records from the beginning and report throughput.
     Consume(ConsumeArgs),
+    /// Records/s of SQL over JSON records in a topic, beside DataFusion over a local file.
+    Sql(super::bench_sql::SqlArgs),
 }
 
 /// `bench produce`.
@@ -104,6 +106,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Produce(a) => produce(&args.bootstrap_server, a).await,
         Command::Consume(a) => consume(&args.bootstrap_server, a).await,
+        Command::Sql(a) => super::bench_sql::run(&args.bootstrap_server, a).await,
     }
 }
 

@@ -3,10 +3,13 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_sql;
 mod consume;
 mod groups;
 mod produce;
 mod serve;
+mod sql;
+pub(crate) mod sql_remote;
 mod topics;
 
 /// Brook: a Kafka-compatible streaming platform in one binary.
@@ -36,6 +39,8 @@ pub enum Command {
     Groups(groups::Args),
     /// Measure produce and consume throughput and latency.
     Bench(bench::Args),
+    /// Run SQL over topics: one statement, or an interactive shell.
+    Sql(sql::Args),
 }
 
 /// Runs one command to completion.
@@ -46,6 +51,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Groups(args) => groups::run(args).await,
         Command::Produce(args) => produce::run(args).await,
         Command::Serve(args) => serve::run(args).await,
+        Command::Sql(args) => sql::run(args).await,
         Command::Topics(args) => topics::run(args).await,
     }
 }

@@ -129,6 +129,8 @@ pub struct Broker {
     child: Option<Child>,
     /// `127.0.0.1:PORT`, as printed on the listening line.
     pub addr: String,
+    /// The HTTP API's `127.0.0.1:PORT`, as printed on the `listening http=...` line.
+    pub http_addr: String,
     /// The data directory (owned by the test's [`TestDir`]).
     pub data_dir: PathBuf,
     log_path: PathBuf,
@@ -183,6 +185,8 @@ impl Broker {
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--kafka-listen")
+            .arg("127.0.0.1:0")
+            .arg("--http-listen")
             .arg("127.0.0.1:0");
         for (k, v) in configs {
             cmd.arg("--config").arg(format!("{k}={v}"));
@@ -208,6 +212,7 @@ impl Broker {
         let mut broker = Broker {
             child: Some(child),
             addr: String::new(),
+            http_addr: String::new(),
             data_dir: data_dir.to_path_buf(),
             log_path,
         };
@@ -216,12 +221,21 @@ impl Broker {
             let left = end.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left.min(Duration::from_millis(200))) {
                 Ok(line) => {
+                    // The Kafka line comes first, the HTTP line right after it.
                     if let Some(addr) = line.strip_prefix("listening kafka=") {
                         broker.addr = addr.trim().to_string();
                         assert!(
                             broker.addr.starts_with("127.0.0.1:") && !broker.addr.ends_with(":0"),
                             "unexpected listening address {:?}",
                             broker.addr
+                        );
+                    } else if let Some(addr) = line.strip_prefix("listening http=") {
+                        assert!(!broker.addr.is_empty(), "the http line came before the kafka line");
+                        broker.http_addr = addr.trim().to_string();
+                        assert!(
+                            broker.http_addr.starts_with("127.0.0.1:") && !broker.http_addr.ends_with(":0"),
+                            "unexpected http listening address {:?}",
+                            broker.http_addr
                         );
                         return broker;
                     }

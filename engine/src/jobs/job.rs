@@ -1,0 +1,338 @@
+//! One continuous query job: a member of consumer group `brook-query-<id>` over the source
+//! topic that turns each micro-batch of its partitions into records of the target stream.
+//!
+//! The loop: fetch from the owned partitions (at the committed offset, or the earliest, when a
+//! partition is newly assigned), decode (records that do not decode become dead letters), run
+//! the planned SELECT, encode, produce to the target topic, and only once that write (and the
+//! dead letters) is acknowledged commit the input offsets: at least once. A rebalance drops
+//! the positions of revoked partitions. A batch whose evaluation fails is retried row by row so
+//! that one bad row becomes a dead letter instead of stopping the query.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use brook_broker::access::{ConsumerRecord, GroupMember, OffsetSpec, OutRecord, TopicAccess, TopicSpec};
+use tokio::sync::watch;
+
+use super::fetch::fetch_round;
+use super::output::OutputWriter;
+use super::plan::QueryPlan;
+use super::{JobSettings, JobState, JobStatus};
+use crate::catalog::{Catalog, QueryDef};
+use crate::dlq::{dead_letter, dead_letter_topic};
+use crate::error::{Error, Result};
+
+/// The consumer group a query's job members join.
+pub fn group_id(query_id: &str) -> String {
+    format!("brook-query-{query_id}")
+}
+
+/// Why a step ended early.
+enum Halt {
+    /// The job was asked to stop.
+    Stopped,
+    /// A non-retriable error: the job fails.
+    Failed(Error),
+}
+
+impl From<Error> for Halt {
+    fn from(e: Error) -> Self {
+        Halt::Failed(e)
+    }
+}
+
+/// A running query: its definition, the plan, the writer and where it reads.
+pub(super) struct Job {
+    pub def: QueryDef,
+    pub access: Arc<dyn TopicAccess>,
+    pub catalog: Arc<Catalog>,
+    pub settings: JobSettings,
+    pub status: Arc<JobStatus>,
+    pub stop: watch::Receiver<bool>,
+}
+
+/// What a micro-batch turned into.
+struct Processed {
+    out: Vec<OutRecord>,
+    dead: Vec<OutRecord>,
+}
+
+impl Job {
+    /// Runs until stopped or failed, and records how it ended in the status.
+    pub async fn run(mut self) {
+        let id = self.def.id.clone();
+        let end = match self.run_inner().await {
+            Ok(()) | Err(Halt::Stopped) => JobState::Stopped,
+            Err(Halt::Failed(e)) => {
+                tracing::error!(query = %id, error = %e, "continuous query failed");
+                JobState::Failed(e.to_string())
+            }
+        };
+        self.status.set_state(end);
+    }
+
+    async fn run_inner(&mut self) -> Result<(), Halt> {
+        let target = self
+            .catalog
+            .get(&self.def.target)
+            .ok_or_else(|| Error::Catalog(format!("the target stream {} does not exist", self.def.target)))?;
+        let plan = QueryPlan::new(&self.def.select, &self.def.source).await?;
+        let writer = OutputWriter::new(&target, &plan.output_schema())?;
+        let source = self.def.source.topic.clone();
+        let group = group_id(&self.def.id);
+        let mut member = self.retrying(|| self.access.join(&group, vec![source.clone()])).await?;
+        self.status.set_state(JobState::Running);
+        tracing::info!(query = %self.def.id, group, source, target = %target.topic, "continuous query started");
+        let result = self.consume(member.as_mut(), &plan, &writer, &target.topic).await;
+        if let Err(e) = member.leave().await {
+            tracing::warn!(query = %self.def.id, error = %e, "leaving the query's group failed");
+        }
+        result
+    }
+
+    /// The consume-transform-produce loop.
+    async fn consume(
+        &mut self,
+        member: &mut dyn GroupMember,
+        plan: &QueryPlan,
+        writer: &OutputWriter,
+        target_topic: &str,
+    ) -> Result<(), Halt> {
+        let source = self.def.source.topic.clone();
+        let group = group_id(&self.def.id);
+        let mut positions: BTreeMap<i32, i64> = BTreeMap::new();
+        loop {
+            let wait_ms = if positions.is_empty() {
+                self.settings.fetch_wait_ms
+            } else {
+                0
+            };
+            let owned = loop {
+                self.check_stop()?;
+                match member.assignment(wait_ms).await {
+                    Ok(owned) => break owned,
+                    Err(e) if e.is_retriable() => {
+                        tracing::warn!(query = %self.def.id, error = %e, "reading the assignment failed, retrying");
+                        self.backoff().await?;
+                    }
+                    Err(e) => return Err(Halt::Failed(e.into())),
+                }
+            };
+            let owned: BTreeSet<i32> = owned
+                .into_iter()
+                .filter(|(t, _)| *t == source)
+                .map(|(_, p)| p)
+                .collect();
+            positions.retain(|p, _| owned.contains(p));
+            let new: Vec<i32> = owned.iter().copied().filter(|p| !positions.contains_key(p)).collect();
+            if !new.is_empty() {
+                let starts = self.start_offsets(&group, &source).await?;
+                for p in new {
+                    positions.insert(p, starts.get(&p).copied().unwrap_or(0));
+                }
+                tracing::info!(query = %self.def.id, partitions = ?positions.keys().collect::<Vec<_>>(), "assigned");
+            }
+            if positions.is_empty() {
+                self.check_stop()?;
+                continue;
+            }
+            let records = self.fetch(&source, &mut positions).await?;
+            if records.is_empty() {
+                continue;
+            }
+            let processed = self.process(plan, writer, &records).await?;
+            let (n_out, n_dead) = (processed.out.len() as u64, processed.dead.len() as u64);
+            if !processed.dead.is_empty() {
+                self.produce_creating(&dead_letter_topic(&source), processed.dead)
+                    .await?;
+            }
+            if !processed.out.is_empty() {
+                let out = processed.out;
+                self.retrying(|| self.access.produce(target_topic, out.clone())).await?;
+            }
+            let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+            for r in &records {
+                next.insert(r.partition, r.offset + 1);
+            }
+            for (p, o) in &next {
+                positions.insert(*p, *o);
+            }
+            let commits = next.into_iter().map(|(p, o)| (source.clone(), p, o)).collect();
+            if let Err(e) = member.commit(commits).await {
+                // A rebalance fenced the commit: the new owner re-reads from the last commit.
+                tracing::warn!(query = %self.def.id, error = %e, "committing input offsets failed");
+            }
+            self.status
+                .records_in
+                .fetch_add(records.len() as u64, Ordering::Relaxed);
+            self.status.records_out.fetch_add(n_out, Ordering::Relaxed);
+            self.status.records_dead.fetch_add(n_dead, Ordering::Relaxed);
+        }
+    }
+
+    /// Where newly assigned partitions start: the group's committed offset, else the earliest.
+    async fn start_offsets(&self, group: &str, source: &str) -> Result<BTreeMap<i32, i64>, Halt> {
+        let mut starts: BTreeMap<i32, i64> = self
+            .retrying(|| self.access.list_offsets(source, OffsetSpec::Earliest))
+            .await?
+            .into_iter()
+            .collect();
+        for (t, p, o) in self.retrying(|| self.access.committed(group)).await? {
+            if t == source && o >= 0 {
+                starts.insert(p, o);
+            }
+        }
+        Ok(starts)
+    }
+
+    /// One micro-batch from the owned partitions, bounded to `max_batch_records` in all.
+    async fn fetch(&self, source: &str, positions: &mut BTreeMap<i32, i64>) -> Result<Vec<ConsumerRecord>, Halt> {
+        let s = &self.settings;
+        let round = {
+            let mut stop = self.stop.clone();
+            let fetching = fetch_round(
+                self.access.as_ref(),
+                source,
+                positions,
+                s.max_batch_records,
+                s.fetch_max_bytes,
+                s.fetch_wait_ms,
+            );
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return Err(Halt::Stopped),
+                round = fetching => round,
+            }
+        };
+        for (p, from, e) in round.errors {
+            match e {
+                brook_broker::Error::OffsetOutOfRange { .. } => {
+                    let earliest = self
+                        .retrying(|| self.access.list_offsets(source, OffsetSpec::Earliest))
+                        .await?;
+                    let start = earliest.into_iter().find(|(q, _)| *q == p).map(|(_, o)| o).unwrap_or(0);
+                    tracing::warn!(query = %self.def.id, partition = p, from, start, "offset out of range, reading from the earliest");
+                    positions.insert(p, start);
+                }
+                e if e.is_retriable() => {
+                    tracing::warn!(query = %self.def.id, partition = p, error = %e, "fetch failed, retrying");
+                    self.backoff().await?;
+                }
+                e => return Err(Halt::Failed(e.into())),
+            }
+        }
+        Ok(round.records)
+    }
+
+    /// Decodes, evaluates and encodes one micro-batch; bad records and rows become dead letters.
+    async fn process(&self, plan: &QueryPlan, writer: &OutputWriter, records: &[ConsumerRecord]) -> Result<Processed> {
+        let source = &self.def.source.topic;
+        let letter = |i: usize, error: &str, stage: &str| {
+            let r = &records[i];
+            dead_letter(
+                source,
+                r.partition,
+                r.offset,
+                r.key.clone(),
+                r.value.clone(),
+                error,
+                stage,
+            )
+        };
+        let decoded = match plan.decode(records) {
+            Ok(d) => d,
+            Err(e) => {
+                let dead = (0..records.len())
+                    .map(|i| letter(i, &e.to_string(), "decode"))
+                    .collect();
+                return Ok(Processed { out: Vec::new(), dead });
+            }
+        };
+        let mut dead: Vec<OutRecord> = decoded.failed.iter().map(|(i, e)| letter(*i, e, "decode")).collect();
+        match evaluate(plan, writer, decoded.batch.clone()).await {
+            Ok(out) => Ok(Processed { out, dead }),
+            Err(_) => {
+                // Find the rows at fault one by one; the others still flow, in order.
+                let mut out = Vec::new();
+                for (row, &i) in decoded.rows.iter().enumerate() {
+                    match evaluate(plan, writer, decoded.batch.slice(row, 1)).await {
+                        Ok(records) => out.extend(records),
+                        Err(e) => dead.push(letter(i, &e.to_string(), "eval")),
+                    }
+                }
+                Ok(Processed { out, dead })
+            }
+        }
+    }
+
+    /// Produces to `topic`, creating it (cluster defaults) the first time it is missing.
+    async fn produce_creating(&self, topic: &str, records: Vec<OutRecord>) -> Result<(), Halt> {
+        match self.access.produce(topic, records.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(brook_broker::Error::UnknownTopicOrPartition(_)) => {
+                let spec = TopicSpec {
+                    name: topic.to_string(),
+                    partitions: -1,
+                    configs: Vec::new(),
+                };
+                match self.access.create_topic(spec).await {
+                    Ok(()) | Err(brook_broker::Error::TopicAlreadyExists(_)) => {}
+                    Err(e) => return Err(Halt::Failed(e.into())),
+                }
+            }
+            Err(e) if e.is_retriable() => {}
+            Err(e) => return Err(Halt::Failed(e.into())),
+        }
+        self.retrying(|| self.access.produce(topic, records.clone())).await?;
+        Ok(())
+    }
+
+    /// Runs `op` until it succeeds, backing off after retriable errors; stops when asked.
+    async fn retrying<T, F, Fut>(&self, mut op: F) -> Result<T, Halt>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = brook_broker::Result<T>>,
+    {
+        loop {
+            self.check_stop()?;
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_retriable() => {
+                    tracing::warn!(query = %self.def.id, error = %e, "retrying");
+                    self.backoff().await?;
+                }
+                Err(e) => return Err(Halt::Failed(e.into())),
+            }
+        }
+    }
+
+    async fn backoff(&self) -> Result<(), Halt> {
+        let mut stop = self.stop.clone();
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => Err(Halt::Stopped),
+            _ = tokio::time::sleep(Duration::from_millis(self.settings.retry_backoff_ms)) => Ok(()),
+        }
+    }
+
+    fn check_stop(&self) -> Result<(), Halt> {
+        if *self.stop.borrow() {
+            Err(Halt::Stopped)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Runs the query over `batch` and encodes the result.
+async fn evaluate(
+    plan: &QueryPlan,
+    writer: &OutputWriter,
+    batch: datafusion::arrow::record_batch::RecordBatch,
+) -> Result<Vec<OutRecord>> {
+    let mut out = Vec::new();
+    for result in plan.run(batch).await? {
+        out.extend(writer.records(&result)?);
+    }
+    Ok(out)
+}
