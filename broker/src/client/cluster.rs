@@ -22,6 +22,9 @@ const MAX_RETRIES: u32 = 5;
 pub(crate) struct Cluster {
     /// The configuration the client was built with.
     pub(crate) config: ClientConfig,
+    /// Whether metadata requests ask the broker to create unknown topics, as Kafka's producer
+    /// does (the broker's `auto.create.topics.enable` decides); admin and consumers do not.
+    auto_create_topics: bool,
     cache: Mutex<Cache>,
     connections: tokio::sync::Mutex<Connections>,
 }
@@ -49,8 +52,14 @@ struct Connections {
 impl Cluster {
     /// Connects to the first reachable bootstrap server.
     pub(crate) async fn connect(config: ClientConfig) -> Result<Arc<Cluster>> {
+        Self::connect_with(config, false).await
+    }
+
+    /// Connects a cluster view whose metadata requests may auto-create topics (producers).
+    pub(crate) async fn connect_with(config: ClientConfig, auto_create_topics: bool) -> Result<Arc<Cluster>> {
         let cluster = Arc::new(Cluster {
             config,
+            auto_create_topics,
             cache: Mutex::new(Cache::default()),
             connections: tokio::sync::Mutex::new(Connections::default()),
         });
@@ -124,7 +133,7 @@ impl Cluster {
                 })
                 .collect()
         });
-        request.allow_auto_topic_creation = false;
+        request.allow_auto_topic_creation = self.auto_create_topics;
         let metadata = ClusterMetadata::from_response(connection.request(&request, version).await?);
         self.update_cache(&metadata);
         Ok(metadata)

@@ -162,7 +162,7 @@ impl Producer {
     /// Connects, obtains a producer id when idempotent, and starts the sender task.
     pub async fn new(config: ProducerConfig) -> Result<Producer> {
         validate(&config)?;
-        let cluster = Cluster::connect(config.client.clone()).await?;
+        let cluster = Cluster::connect_with(config.client.clone(), true).await?;
         let (producer_id, producer_epoch) = if config.idempotent {
             init_producer_id(&cluster).await?
         } else {
