@@ -58,13 +58,22 @@ pub struct SqlEngine {
     jobs: tokio::sync::OnceCell<Arc<crate::jobs::JobManager>>,
 }
 
+/// The most memory one query's operators may reserve.
+pub const MAX_QUERY_MEMORY_BYTES: usize = 1 << 30;
+
 impl SqlEngine {
     /// An engine over the topics `access` reaches, with Brook's functions registered.
     pub fn new(access: Arc<dyn TopicAccess>) -> SqlEngine {
         let mut config = SessionConfig::new().with_information_schema(false);
         // Spans let planning errors (an unknown column, say) point at the statement.
         config.options_mut().sql_parser.collect_spans = true;
-        let ctx = SessionContext::new_with_config(config);
+        // A bound on what one query may hold (sorts, aggregates, joins): past it the query fails
+        // with a resources-exhausted error instead of taking the server (and its broker) down.
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_memory_limit(MAX_QUERY_MEMORY_BYTES, 1.0)
+            .build_arc()
+            .expect("a memory-limited runtime builds");
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
         for f in udf::all() {
             ctx.register_udf(f);
         }

@@ -11,7 +11,7 @@
 //! after a later offset may still carry earlier timestamps (producers set them), so an upper
 //! bound on `_timestamp` cannot stop a scan early without missing rows.
 
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::expr::InList;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
@@ -70,7 +70,9 @@ impl Bounds {
     pub fn first_timestamp_ms(&self) -> Option<i64> {
         match &self.timestamps {
             Some(r) if r.is_empty() => Some(i64::MAX),
-            Some(r) => Some(r[0].0).filter(|lo| *lo > i64::MIN),
+            // A bound at or before the epoch bounds nothing, and ListOffsets would read -1..-5 as
+            // Kafka's special positions (latest, earliest, ...).
+            Some(r) => Some(r[0].0).filter(|lo| *lo > 0),
             None => None,
         }
     }
@@ -168,21 +170,30 @@ fn column(expr: &Expr) -> Option<Meta> {
         Expr::Column(c) => {
             Meta::by_name(&c.name).filter(|m| matches!(m, Meta::Partition | Meta::Offset | Meta::Timestamp))
         }
-        Expr::Cast(c) if order_preserving(c.field.data_type()) => column(&c.expr),
-        Expr::TryCast(c) if order_preserving(c.field.data_type()) => column(&c.expr),
+        Expr::Cast(c) => column(&c.expr).filter(|m| same_units(*m, c.field.data_type())),
+        Expr::TryCast(c) => column(&c.expr).filter(|m| same_units(*m, c.field.data_type())),
         _ => None,
     }
 }
 
-fn order_preserving(to: &DataType) -> bool {
-    matches!(to, DataType::Int32 | DataType::Int64 | DataType::Timestamp(..))
+/// Whether casting metadata column `m` to `to` keeps both its order and its units: integer
+/// widening for offsets and partitions, a millisecond timestamp for `_timestamp`. Other casts
+/// (an offset read as a timestamp, a timestamp narrowed to Int32) are not pushed down.
+fn same_units(m: Meta, to: &DataType) -> bool {
+    match m {
+        Meta::Partition => matches!(to, DataType::Int32 | DataType::Int64),
+        Meta::Offset => matches!(to, DataType::Int64),
+        Meta::Timestamp => matches!(to, DataType::Timestamp(TimeUnit::Millisecond, _)),
+        _ => false,
+    }
 }
 
 /// An integer literal, or a time literal as ms since the epoch (rounded down).
 fn literal(expr: &Expr) -> Option<i64> {
     let value = match expr {
         Expr::Literal(v, _) => v,
-        Expr::Cast(c) => return literal(&c.expr).filter(|_| order_preserving(c.field.data_type())),
+        // A cast literal is left alone: its units may differ from the raw value's (constant
+        // folding turns the common cases into plain literals before pushdown anyway).
         _ => return None,
     };
     match value {
@@ -289,6 +300,22 @@ mod tests {
             Some(1),
             "rounded down, never past a matching row"
         );
+    }
+
+    #[test]
+    fn unit_changing_casts_and_pre_epoch_bounds_are_not_pushed() {
+        use datafusion::logical_expr::cast;
+        // An offset read as a timestamp must not become an offset range.
+        let as_time = cast(col("_offset"), DataType::Timestamp(TimeUnit::Millisecond, None));
+        let b = Bounds::from_filters(&[as_time.lt(ts(1))]);
+        assert_eq!(b.offset_range(0, 100), (0, 100));
+        assert_eq!(b.first_timestamp_ms(), None);
+        // Widening keeps units and is pushed.
+        let b = Bounds::from_filters(&[cast(col("_partition"), DataType::Int64).eq(lit(1i64))]);
+        assert!(!b.allows_partition(0) && b.allows_partition(1));
+        // A lower bound at or before the epoch bounds nothing (Kafka reads -1..-5 as positions).
+        let b = Bounds::from_filters(&[col("_timestamp").gt_eq(ts(-1))]);
+        assert_eq!(b.first_timestamp_ms(), None);
     }
 
     #[test]
