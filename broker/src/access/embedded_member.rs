@@ -15,10 +15,14 @@ use super::embedded::commit_as;
 use super::{BoxFuture, GroupMember, Owned};
 use crate::broker::{now_ms, Broker};
 use crate::client::remote_error;
+
 use crate::error::{Error, Result};
 use crate::group::consumer::assignor::{Assignment, TopicInfo};
 use crate::group::consumer::group::LEAVE_EPOCH;
 use crate::group::consumer::{ConsumerGroupError, Heartbeat, HeartbeatReply, Settings};
+
+/// How long a member waits before rejoining after a retriable coordinator error.
+const RETRY_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The rebalance timeout a member announces, as Java's default `max.poll.interval.ms`.
 const REBALANCE_TIMEOUT_MS: i32 = 300_000;
@@ -203,6 +207,13 @@ impl Task {
                     tracing::info!(group = %self.group, "embedded group member fenced; rejoining");
                     self.lose_all(None);
                     Duration::ZERO
+                }
+                Err(e) if kafka_protocol::ResponseError::try_from_code(e.code()).is_some_and(|r| r.is_retriable()) => {
+                    // A passing condition (the coordinator is full, say): give everything up
+                    // and rejoin after a pause rather than leave the caller with no partitions.
+                    tracing::warn!(group = %self.group, error = %e, "embedded group member lost its membership; rejoining");
+                    self.lose_all(None);
+                    RETRY_BACKOFF
                 }
                 Err(e) => {
                     tracing::warn!(group = %self.group, error = %e, "embedded group member failed");
