@@ -15,7 +15,6 @@ use super::embedded::commit_as;
 use super::{BoxFuture, GroupMember, Owned};
 use crate::broker::{now_ms, Broker};
 use crate::client::remote_error;
-
 use crate::error::{Error, Result};
 use crate::group::consumer::assignor::{Assignment, TopicInfo};
 use crate::group::consumer::group::LEAVE_EPOCH;
