@@ -144,13 +144,27 @@ impl Job {
             }
             let processed = self.process(plan, writer, &records).await?;
             let (n_out, n_dead) = (processed.out.len() as u64, processed.dead.len() as u64);
+            let dlq = dead_letter_topic(&source);
+            let (mut n_out, mut n_dead) = (n_out, n_dead);
             if !processed.dead.is_empty() {
-                self.produce_creating(&dead_letter_topic(&source), processed.dead)
-                    .await?;
+                let refused = self.produce_or_divert(&dlq, processed.dead).await?;
+                self.write_last_resort(&dlq, refused).await?;
             }
             if !processed.out.is_empty() {
-                let out = processed.out;
-                self.retrying(|| self.access.produce(target_topic, out.clone())).await?;
+                // An output record the target refuses for good (too large, say) becomes a dead
+                // letter instead of stopping the query.
+                let refused = self.produce_or_divert(target_topic, processed.out).await?;
+                n_out -= refused.len() as u64;
+                n_dead += refused.len() as u64;
+                let letters = refused
+                    .into_iter()
+                    .map(|(record, e)| {
+                        let why = format!("output could not be written to {target_topic}: {e}");
+                        dead_letter(&source, -1, -1, record.key, record.value, &why, "produce")
+                    })
+                    .collect();
+                let refused = self.produce_or_divert(&dlq, letters).await?;
+                self.write_last_resort(&dlq, refused).await?;
             }
             let mut next: BTreeMap<i32, i64> = BTreeMap::new();
             for r in &records {
@@ -264,6 +278,44 @@ impl Job {
                 Ok(Processed { out, dead })
             }
         }
+    }
+
+    /// Writes records; a batch refused for good is retried one record at a time, and the records
+    /// still refused are returned with their error, so one bad record never stops the query.
+    async fn produce_or_divert(&self, topic: &str, records: Vec<OutRecord>) -> Result<Vec<(OutRecord, Error)>, Halt> {
+        match self.produce_creating(topic, records.clone()).await {
+            Ok(()) => return Ok(Vec::new()),
+            Err(Halt::Failed(e)) => {
+                tracing::warn!(query = %self.def.id, topic, error = %e, "batch refused; writing record by record")
+            }
+            Err(stop) => return Err(stop),
+        }
+        let mut refused = Vec::new();
+        for record in records {
+            match self.produce_creating(topic, vec![record.clone()]).await {
+                Ok(()) => {}
+                Err(Halt::Failed(e)) => refused.push((record, e)),
+                Err(stop) => return Err(stop),
+            }
+        }
+        Ok(refused)
+    }
+
+    /// Dead letters the dead-letter topic itself refused: written once more without key and
+    /// value (the headers still name the error and the source), else logged and dropped.
+    async fn write_last_resort(&self, dlq: &str, refused: Vec<(OutRecord, Error)>) -> Result<(), Halt> {
+        for (mut record, e) in refused {
+            record.key = None;
+            record.value = None;
+            record.headers.push((
+                bytes::Bytes::from_static(b"brook.dlq.error"),
+                Some(e.to_string().into()),
+            ));
+            if let Err(Halt::Failed(e2)) = self.produce_creating(dlq, vec![record]).await {
+                tracing::error!(query = %self.def.id, topic = dlq, error = %e2, "a dead letter could not be written; dropping it");
+            }
+        }
+        Ok(())
     }
 
     /// Produces to `topic`, creating it (cluster defaults) the first time it is missing.

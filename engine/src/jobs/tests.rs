@@ -275,6 +275,38 @@ async fn malformed_records_become_dead_letters_and_the_rest_flows() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_record_the_target_refuses_becomes_a_dead_letter() {
+    let c = cluster();
+    create_topic(&c.access, "raw", 1).await;
+    // The target takes batches of at most 200 bytes: a long output record is refused for good.
+    let spec = TopicSpec {
+        name: "small".into(),
+        partitions: 1,
+        configs: vec![("max.message.bytes".into(), "200".into())],
+    };
+    c.access.create_topic(spec).await.expect("topic created");
+    let jobs = manager(&c.access).await;
+    run(
+        &jobs,
+        "CREATE STREAM raw (s VARCHAR) WITH (topic = 'raw', format = 'json')",
+    )
+    .await;
+    run(&jobs, "CREATE STREAM small WITH (topic = 'small') AS SELECT s FROM raw").await;
+    let long = format!(r#"{{"s": "{}"}}"#, "x".repeat(1000));
+    produce(&c.access, "raw", &[r#"{"s": "a"}"#, &long, r#"{"s": "b"}"#]).await;
+    let out = read_at_least(&c.access, "small", 2).await;
+    assert_eq!(values(&out), [r#"{"s":"a"}"#, r#"{"s":"b"}"#]);
+    let dead = read_at_least(&c.access, &dlq::dead_letter_topic("raw"), 1).await;
+    assert_eq!(header(&dead[0], dlq::HEADER_STAGE), "produce");
+    assert!(
+        header(&dead[0], dlq::HEADER_ERROR).contains("small"),
+        "{}",
+        header(&dead[0], dlq::HEADER_ERROR)
+    );
+    jobs.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_query_resumes_at_its_committed_offsets() {
     let c = cluster();
     create_topic(&c.access, "in", 2).await;
