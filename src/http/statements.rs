@@ -248,7 +248,10 @@ pub fn datafusion_error(e: &DataFusionError) -> ApiError {
         | DataFusionError::SchemaError(..)
         | DataFusionError::NotImplemented(_)
         | DataFusionError::Configuration(_)
-        | DataFusionError::ArrowError(..) => StatusCode::BAD_REQUEST,
+        | DataFusionError::ArrowError(..)
+        // A division by zero or a failed cast in the data, or a query past the memory limit.
+        | DataFusionError::Execution(_)
+        | DataFusionError::ResourcesExhausted(_) => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let message = root.message().into_owned();
