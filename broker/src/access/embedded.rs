@@ -15,7 +15,7 @@ use crate::broker::{now_ms, Broker};
 use crate::client::{decode_partition, partition_for_key, remote_error};
 use crate::error::{Error, Result};
 use crate::group::offsets::{membership, CommitEntry};
-use crate::log::batch::{encode_batch, require_keys, validate_batches, Compression, EncodeOptions, NewRecord};
+use crate::log::batch::{encode_batch, require_keys, validate_batches, EncodeOptions, NewRecord};
 use crate::log::{AppendOptions, PartitionLog, MAX_DECODED_BATCH_BYTES};
 
 /// Most record bytes (keys, values, headers) put in one appended batch; larger writes are split.
@@ -90,15 +90,7 @@ impl EmbeddedAccess {
             let mut end = 0;
             for chunk in split(items) {
                 let (slots, batch): (Vec<usize>, Vec<NewRecord>) = chunk.into_iter().unzip();
-                let options = EncodeOptions {
-                    base_offset: 0,
-                    compression: Compression::None,
-                    producer_id: -1,
-                    producer_epoch: -1,
-                    base_sequence: -1,
-                    transactional: false,
-                    partition_leader_epoch: -1,
-                };
+                let options = EncodeOptions::default();
                 let payload: BytesMut = encode_batch(&batch, &options)?;
                 let headers = validate_batches(&payload)?;
                 let size_bytes: usize = headers.iter().map(|h| h.total_bytes()).sum();

@@ -293,7 +293,7 @@ pub(crate) mod test_support {
     /// Appends `count` small records to partition 0 of `topic`. Give the topic `flush.messages`
     /// above 1 so that the high watermark moves without waiting for a group-commit fsync.
     pub fn append(broker: &Arc<Broker>, topic: &str, count: usize) {
-        use crate::log::batch::{encode_batch, validate_batches, Compression, EncodeOptions, NewRecord};
+        use crate::log::batch::{encode_batch, validate_batches, EncodeOptions, NewRecord};
         use crate::log::AppendOptions;
         let records: Vec<NewRecord> = (0..count)
             .map(|i| NewRecord {
@@ -303,15 +303,7 @@ pub(crate) mod test_support {
                 headers: Vec::new(),
             })
             .collect();
-        let options = EncodeOptions {
-            base_offset: 0,
-            compression: Compression::None,
-            producer_id: -1,
-            producer_epoch: -1,
-            base_sequence: -1,
-            transactional: false,
-            partition_leader_epoch: -1,
-        };
+        let options = EncodeOptions::default();
         let payload = encode_batch(&records, &options).expect("encodable batch");
         let headers = validate_batches(&payload).expect("valid batch");
         let log = broker

@@ -185,7 +185,7 @@ mod tests {
 
     use super::*;
     use crate::api::create_topics::test_support;
-    use crate::log::batch::{encode_batch, validate_batches, Compression, EncodeOptions, NewRecord};
+    use crate::log::batch::{encode_batch, validate_batches, EncodeOptions, NewRecord};
     use crate::log::AppendOptions;
 
     fn append(broker: &Broker, partition: i32) {
@@ -195,15 +195,7 @@ mod tests {
             value: Some(Bytes::from_static(b"v")),
             headers: vec![],
         };
-        let options = EncodeOptions {
-            base_offset: 0,
-            compression: Compression::None,
-            producer_id: -1,
-            producer_epoch: -1,
-            base_sequence: -1,
-            transactional: false,
-            partition_leader_epoch: -1,
-        };
+        let options = EncodeOptions::default();
         let payload = encode_batch(&[record], &options).unwrap();
         let headers = validate_batches(&payload).unwrap();
         let log = broker.topics.get("t").unwrap().partition(partition).unwrap();

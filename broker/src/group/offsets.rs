@@ -31,7 +31,7 @@ use kafka_protocol::ResponseError;
 use crate::broker::now_ms;
 use crate::config::BrokerConfig;
 use crate::error::{Error, Result};
-use crate::log::batch::{self, Compression, EncodeOptions, NewRecord};
+use crate::log::batch::{self, EncodeOptions, NewRecord};
 use crate::log::{AppendOptions, PartitionLog, MAX_DECODED_BATCH_BYTES};
 use crate::topics::{Topics, MAX_PARTITIONS};
 pub use record::{partition_for, OffsetValue};
@@ -377,18 +377,7 @@ impl OffsetStore {
                 headers: Vec::new(),
             });
         }
-        let batch = batch::encode_batch(
-            &records,
-            &EncodeOptions {
-                base_offset: 0,
-                compression: Compression::None,
-                producer_id: -1,
-                producer_epoch: -1,
-                base_sequence: -1,
-                transactional: false,
-                partition_leader_epoch: -1,
-            },
-        )?;
+        let batch = batch::encode_batch(&records, &EncodeOptions::default())?;
         if batch.len() > self.max_batch_bytes {
             return Err(Error::MessageTooLarge {
                 size_bytes: batch.len(),

@@ -681,6 +681,21 @@ pub struct EncodeOptions {
     pub partition_leader_epoch: i32,
 }
 
+impl Default for EncodeOptions {
+    /// An uncompressed batch from a plain (non-idempotent, non-transactional) producer.
+    fn default() -> Self {
+        EncodeOptions {
+            base_offset: 0,
+            compression: Compression::None,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            transactional: false,
+            partition_leader_epoch: -1,
+        }
+    }
+}
+
 /// Encodes records into one v2 CreateTime batch with its CRC, compressing the records section.
 /// Offset deltas run 0..n, timestamp deltas are from the first record's timestamp and
 /// `maxTimestamp` is the largest. Zero records is [`Error::InvalidRecord`] (Kafka never writes an

@@ -202,19 +202,7 @@ async fn records_that_are_not_offsets_are_skipped_on_load() {
         // A valid key with a damaged value.
         foreign(&record::encode_offset_key("g", "t", 1).unwrap(), Some(&[0, 3, 0])),
     ];
-    let batch = batch::encode_batch(
-        &records,
-        &EncodeOptions {
-            base_offset: 0,
-            compression: Compression::None,
-            producer_id: -1,
-            producer_epoch: -1,
-            base_sequence: -1,
-            transactional: false,
-            partition_leader_epoch: -1,
-        },
-    )
-    .unwrap();
+    let batch = batch::encode_batch(&records, &EncodeOptions::default()).unwrap();
     let headers = batch::validate_batches(&batch).unwrap();
     let options = AppendOptions {
         now_ms: 0,
