@@ -8,8 +8,6 @@
 //! decodes. Empty fields are null. With a header, a record that is the header line again (a file
 //! tailed from its start) is skipped: it is neither a row nor a failure.
 
-use std::ops::Range;
-
 use bytes::Bytes;
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::csv::reader::Format as CsvFormat;
@@ -18,7 +16,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 
-use super::{split_lines, Decoded, RecordDecoder, RecordEncoder};
+use super::{bisect, split_lines, Decoded, RecordDecoder, RecordEncoder};
 use crate::error::{Error, Result};
 
 /// Decodes one CSV row per value into a declared or inferred schema.
@@ -73,25 +71,6 @@ impl CsvDecoder {
             (n, rows) => Err(format!("{n} values decoded into {rows} rows")),
         }
     }
-
-    /// Decodes `values[range]`, bisecting around the records Arrow refuses.
-    fn bisect(
-        &self,
-        values: &[&[u8]],
-        range: Range<usize>,
-        out: &mut Vec<(Range<usize>, RecordBatch)>,
-        failed: &mut Vec<(usize, String)>,
-    ) {
-        match self.bulk(&values[range.clone()]) {
-            Ok(batch) => out.push((range, batch)),
-            Err(reason) if range.len() == 1 => failed.push((range.start, reason)),
-            Err(_) => {
-                let mid = range.start + range.len() / 2;
-                self.bisect(values, range.start..mid, out, failed);
-                self.bisect(values, mid..range.end, out, failed);
-            }
-        }
-    }
 }
 
 impl RecordDecoder for CsvDecoder {
@@ -123,7 +102,13 @@ impl RecordDecoder for CsvDecoder {
         }
         let mut parts = Vec::new();
         let mut bad = Vec::new();
-        self.bisect(&slices, 0..slices.len(), &mut parts, &mut bad);
+        bisect(
+            &|v: &[&[u8]]| self.bulk(v),
+            &slices,
+            0..slices.len(),
+            &mut parts,
+            &mut bad,
+        );
         failed.extend(bad.into_iter().map(|(j, reason)| (good[j], reason)));
         failed.sort_by_key(|f| f.0);
         let rows = parts

@@ -8,8 +8,6 @@
 //! conflicts with the schema), the range is bisected until each bad record is alone, so k bad
 //! records cost O(k log n) bulk decodes and good records always decode in bulk.
 
-use std::ops::Range;
-
 use bytes::Bytes;
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -18,7 +16,7 @@ use datafusion::arrow::json::writer::LineDelimited;
 use datafusion::arrow::json::{ReaderBuilder, WriterBuilder};
 use datafusion::arrow::record_batch::RecordBatch;
 
-use super::{split_lines, Decoded, RecordDecoder, RecordEncoder};
+use super::{bisect, split_lines, Decoded, RecordDecoder, RecordEncoder};
 use crate::error::{Error, Result};
 
 /// Decodes JSON objects into rows of a declared or inferred schema. Fields absent from the schema
@@ -65,26 +63,6 @@ impl JsonDecoder {
         }
         Ok(batch)
     }
-
-    /// Decodes `values[range]`, bisecting around the records Arrow refuses, appending good batches
-    /// to `out` and failures to `failed`, both as indexes into `values`.
-    fn bisect(
-        &self,
-        values: &[&[u8]],
-        range: Range<usize>,
-        out: &mut Vec<(Range<usize>, RecordBatch)>,
-        failed: &mut Vec<(usize, String)>,
-    ) {
-        match self.bulk(&values[range.clone()]) {
-            Ok(batch) => out.push((range, batch)),
-            Err(reason) if range.len() == 1 => failed.push((range.start, reason)),
-            Err(_) => {
-                let mid = range.start + range.len() / 2;
-                self.bisect(values, range.start..mid, out, failed);
-                self.bisect(values, mid..range.end, out, failed);
-            }
-        }
-    }
 }
 
 impl RecordDecoder for JsonDecoder {
@@ -125,7 +103,13 @@ impl RecordDecoder for JsonDecoder {
         let mut parts = Vec::new();
         let mut bad = Vec::new();
         if !slices.is_empty() {
-            self.bisect(&slices, 0..slices.len(), &mut parts, &mut bad);
+            bisect(
+                &|v: &[&[u8]]| self.bulk(v),
+                &slices,
+                0..slices.len(),
+                &mut parts,
+                &mut bad,
+            );
         }
         failed.extend(bad.into_iter().map(|(j, reason)| (checked[j], reason)));
         failed.sort_by_key(|f| f.0);

@@ -18,6 +18,30 @@ use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::error::{Error, Result};
 
+/// A bulk decoder of some values: one Arrow row per value, or the reason it refuses them.
+type BulkDecode<'a> = dyn Fn(&[&[u8]]) -> std::result::Result<RecordBatch, String> + 'a;
+
+/// Decodes `values[range]` with `bulk`, bisecting around the values it refuses: good batches go
+/// to `out` and failures to `failed`, both as indexes into `values`. Good values always decode
+/// in bulk; k bad ones cost about k * log(n) bulk attempts.
+fn bisect(
+    bulk: &BulkDecode<'_>,
+    values: &[&[u8]],
+    range: std::ops::Range<usize>,
+    out: &mut Vec<(std::ops::Range<usize>, RecordBatch)>,
+    failed: &mut Vec<(usize, String)>,
+) {
+    match bulk(&values[range.clone()]) {
+        Ok(batch) => out.push((range, batch)),
+        Err(reason) if range.len() == 1 => failed.push((range.start, reason)),
+        Err(_) => {
+            let mid = range.start + range.len() / 2;
+            bisect(bulk, values, range.start..mid, out, failed);
+            bisect(bulk, values, mid..range.end, out, failed);
+        }
+    }
+}
+
 pub use infer::{infer_schema, MAX_INFER_SAMPLES};
 
 /// How a topic's values are encoded, with an optional declared schema.
