@@ -16,7 +16,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 
-use super::{bisect, split_lines, Decoded, RecordDecoder, RecordEncoder};
+use super::{decode_isolating, split_lines, Decoded, RecordDecoder, RecordEncoder};
 use crate::error::{Error, Result};
 
 /// Decodes one CSV row per value into a declared or inferred schema.
@@ -100,24 +100,7 @@ impl RecordDecoder for CsvDecoder {
                 ..Decoded::empty(self.schema.clone())
             });
         }
-        let mut parts = Vec::new();
-        let mut bad = Vec::new();
-        bisect(
-            &|v: &[&[u8]]| self.bulk(v),
-            &slices,
-            0..slices.len(),
-            &mut parts,
-            &mut bad,
-        );
-        failed.extend(bad.into_iter().map(|(j, reason)| (good[j], reason)));
-        failed.sort_by_key(|f| f.0);
-        let rows = parts
-            .iter()
-            .flat_map(|(range, _)| range.clone().map(|j| good[j]))
-            .collect();
-        let batches: Vec<RecordBatch> = parts.into_iter().map(|(_, b)| b).collect();
-        let batch = concat_batches(&self.schema, &batches)?;
-        Ok(Decoded { batch, rows, failed })
+        decode_isolating(&self.schema, &|v: &[&[u8]]| self.bulk(v), &slices, &good, failed)
     }
 }
 

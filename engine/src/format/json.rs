@@ -16,7 +16,7 @@ use datafusion::arrow::json::writer::LineDelimited;
 use datafusion::arrow::json::{ReaderBuilder, WriterBuilder};
 use datafusion::arrow::record_batch::RecordBatch;
 
-use super::{bisect, split_lines, Decoded, RecordDecoder, RecordEncoder};
+use super::{decode_isolating, split_lines, Decoded, RecordDecoder, RecordEncoder};
 use crate::error::{Error, Result};
 
 /// Decodes JSON objects into rows of a declared or inferred schema. Fields absent from the schema
@@ -100,26 +100,7 @@ impl RecordDecoder for JsonDecoder {
             }
         }
         let slices: Vec<&[u8]> = checked.iter().map(|&i| values[i].unwrap_or_default()).collect();
-        let mut parts = Vec::new();
-        let mut bad = Vec::new();
-        if !slices.is_empty() {
-            bisect(
-                &|v: &[&[u8]]| self.bulk(v),
-                &slices,
-                0..slices.len(),
-                &mut parts,
-                &mut bad,
-            );
-        }
-        failed.extend(bad.into_iter().map(|(j, reason)| (checked[j], reason)));
-        failed.sort_by_key(|f| f.0);
-        let rows = parts
-            .iter()
-            .flat_map(|(range, _)| range.clone().map(|j| checked[j]))
-            .collect();
-        let batches: Vec<RecordBatch> = parts.into_iter().map(|(_, b)| b).collect();
-        let batch = concat_batches(&self.schema, &batches)?;
-        Ok(Decoded { batch, rows, failed })
+        decode_isolating(&self.schema, &|v: &[&[u8]]| self.bulk(v), &slices, &checked, failed)
     }
 }
 

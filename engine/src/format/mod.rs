@@ -21,6 +21,32 @@ use crate::error::{Error, Result};
 /// A bulk decoder of some values: one Arrow row per value, or the reason it refuses them.
 type BulkDecode<'a> = dyn Fn(&[&[u8]]) -> std::result::Result<RecordBatch, String> + 'a;
 
+/// Decodes `slices` with `bulk`, isolating the ones it refuses, and maps rows and failures back
+/// to input indexes through `origin` (`origin[j]` is the input index of `slices[j]`); `failed`
+/// already holds the inputs rejected before the bulk decode.
+fn decode_isolating(
+    schema: &SchemaRef,
+    bulk: &BulkDecode<'_>,
+    slices: &[&[u8]],
+    origin: &[usize],
+    mut failed: Vec<(usize, String)>,
+) -> Result<Decoded> {
+    let mut parts = Vec::new();
+    let mut bad = Vec::new();
+    if !slices.is_empty() {
+        bisect(bulk, slices, 0..slices.len(), &mut parts, &mut bad);
+    }
+    failed.extend(bad.into_iter().map(|(j, reason)| (origin[j], reason)));
+    failed.sort_by_key(|f| f.0);
+    let rows = parts
+        .iter()
+        .flat_map(|(range, _)| range.clone().map(|j| origin[j]))
+        .collect();
+    let batches: Vec<RecordBatch> = parts.into_iter().map(|(_, b)| b).collect();
+    let batch = datafusion::arrow::compute::concat_batches(schema, &batches)?;
+    Ok(Decoded { batch, rows, failed })
+}
+
 /// Decodes `values[range]` with `bulk`, bisecting around the values it refuses: good batches go
 /// to `out` and failures to `failed`, both as indexes into `values`. Good values always decode
 /// in bulk; k bad ones cost about k * log(n) bulk attempts.
