@@ -181,10 +181,22 @@ impl Topics {
         let t = self
             .get(topic)
             .ok_or_else(|| Error::UnknownTopicOrPartition(topic.to_string()))?;
-        let log = t
+        Ok((Self::log_of(&t, partition)?, broker.topic_rules(&t.configs())))
+    }
+
+    /// One partition's log, for paths that need no topic configs (fetch, offsets lookups):
+    /// cheaper than `partition`, which derives the produce rules from the topic's configs.
+    pub fn log(&self, topic: &str, partition: i32) -> Result<Arc<PartitionLog>> {
+        let t = self
+            .get(topic)
+            .ok_or_else(|| Error::UnknownTopicOrPartition(topic.to_string()))?;
+        Self::log_of(&t, partition)
+    }
+
+    fn log_of(topic: &Topic, partition: i32) -> Result<Arc<PartitionLog>> {
+        topic
             .partition(partition)
-            .ok_or_else(|| Error::UnknownTopicOrPartition(format!("{topic}-{partition}")))?;
-        Ok((log, broker.topic_rules(&t.configs())))
+            .ok_or_else(|| Error::UnknownTopicOrPartition(format!("{}-{partition}", topic.name)))
     }
 
     /// Creates a topic; with `validate_only`, only checks that it could be created.

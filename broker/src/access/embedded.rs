@@ -135,8 +135,7 @@ impl EmbeddedAccess {
         max_bytes: usize,
         max_wait_ms: u64,
     ) -> Result<Fetched> {
-        let config = self.broker.config();
-        let (log, _) = self.broker.topics.partition(&config, topic, partition)?;
+        let log = self.broker.topics.log(topic, partition)?;
         let max_bytes = max_bytes.clamp(1, MAX_FETCH_RESPONSE_BYTES);
         let deadline = tokio::time::Instant::now() + Duration::from_millis(max_wait_ms.min(MAX_FETCH_WAIT_MS));
         let mut signal = self.broker.signal.subscribe();
@@ -240,10 +239,9 @@ pub(super) async fn commit_as(
     }
     membership::validate_commit(&broker.groups, group, member_id, epoch, None, 9)
         .map_err(|code| remote_error(code, Some(group)))?;
-    let config = broker.config();
     let mut entries = Vec::with_capacity(offsets.len());
     for (topic, partition, offset) in offsets {
-        broker.topics.partition(&config, &topic, partition)?;
+        broker.topics.log(&topic, partition)?;
         entries.push(CommitEntry {
             topic,
             partition,

@@ -16,7 +16,6 @@ const INVALID_LOW_WATERMARK: i64 = -1;
 
 /// Deletes per partition; each partition gets its new low watermark or an error code.
 pub fn handle(broker: &Arc<Broker>, request: DeleteRecordsRequest, _version: i16) -> DeleteRecordsResponse {
-    let config = broker.config();
     let mut response = DeleteRecordsResponse::default();
     for topic in &request.topics {
         let name = topic.name.as_str();
@@ -30,7 +29,7 @@ pub fn handle(broker: &Arc<Broker>, request: DeleteRecordsRequest, _version: i16
             let outcome = if internal {
                 Err(ResponseError::InvalidTopicException.code())
             } else {
-                delete(broker, &config, name, p.partition_index, p.offset).map_err(|e| e.kafka_code())
+                delete(broker, name, p.partition_index, p.offset).map_err(|e| e.kafka_code())
             };
             match outcome {
                 Ok(low_watermark) => result.low_watermark = low_watermark,
@@ -46,14 +45,8 @@ pub fn handle(broker: &Arc<Broker>, request: DeleteRecordsRequest, _version: i16
     response
 }
 
-fn delete(
-    broker: &Broker,
-    config: &crate::config::BrokerConfig,
-    topic: &str,
-    partition: i32,
-    offset: i64,
-) -> Result<i64> {
-    let (log, _) = broker.topics.partition(config, topic, partition)?;
+fn delete(broker: &Broker, topic: &str, partition: i32, offset: i64) -> Result<i64> {
+    let log = broker.topics.log(topic, partition)?;
     if offset < 0 && offset != HIGH_WATERMARK {
         return Err(Error::OffsetOutOfRange {
             offset,

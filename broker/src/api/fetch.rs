@@ -133,19 +133,18 @@ fn collect(
     let mut budget = max_bytes;
     let mut total = 0usize;
     let mut errors = false;
-    let config = broker.config();
     let mut parts = Vec::with_capacity(targets.len());
     for t in targets {
         let mut data = PartitionData::default()
             .with_partition_index(t.partition)
             .with_records(Some(Bytes::new()));
         data.aborted_transactions = read_committed.then(Vec::new);
-        match broker.topics.partition(&config, &t.topic, t.partition) {
+        match broker.topics.log(&t.topic, t.partition) {
             Err(e) => {
                 errors = true;
                 data.error_code = e.kafka_code();
             }
-            Ok((log, _)) => {
+            Ok(log) => {
                 let hw = log.high_watermark();
                 data.high_watermark = hw;
                 data.last_stable_offset = hw;

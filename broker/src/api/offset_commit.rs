@@ -34,7 +34,6 @@ pub fn handle(broker: &Arc<Broker>, request: OffsetCommitRequest, version: i16) 
     // Kafka honours an explicit retention only up to v4, where the field exists.
     let expire_timestamp_ms = (version <= 4 && request.retention_time_ms != DEFAULT_RETENTION_TIME_MS)
         .then(|| now.saturating_add(request.retention_time_ms));
-    let config = broker.config();
     let offsets = &broker.groups.offsets;
     let mut entries = Vec::new();
     // (topic index, partition index) of every entry, to report a failed write.
@@ -47,7 +46,7 @@ pub fn handle(broker: &Arc<Broker>, request: OffsetCommitRequest, version: i16) 
             let metadata = p.committed_metadata.as_deref().unwrap_or("");
             let code = if let Err(code) = group_error {
                 code
-            } else if broker.topics.partition(&config, name, p.partition_index).is_err() {
+            } else if broker.topics.log(name, p.partition_index).is_err() {
                 ResponseError::UnknownTopicOrPartition.code()
             } else if offsets.metadata_too_large(metadata) {
                 ResponseError::OffsetMetadataTooLarge.code()

@@ -33,7 +33,6 @@ pub fn handle(broker: &Arc<Broker>, request: OffsetDeleteRequest, _version: i16)
         let response = OffsetDeleteResponse::default().with_error_code(e.code());
         return Reply::Now(Box::new(ResponseKind::OffsetDelete(response)));
     }
-    let config = broker.config();
     let mut doomed = Vec::new();
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
@@ -42,7 +41,7 @@ pub fn handle(broker: &Arc<Broker>, request: OffsetDeleteRequest, _version: i16)
             .partitions
             .iter()
             .map(|p| {
-                let code = if broker.topics.partition(&config, name, p.partition_index).is_err() {
+                let code = if broker.topics.log(name, p.partition_index).is_err() {
                     ResponseError::UnknownTopicOrPartition.code()
                 } else {
                     doomed.push((name.to_string(), p.partition_index));

@@ -10,7 +10,6 @@ use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpoch
 use kafka_protocol::ResponseError;
 
 use crate::broker::Broker;
-use crate::config::BrokerConfig;
 use crate::log::PartitionLog;
 
 /// The only leader epoch Brook ever has.
@@ -26,7 +25,6 @@ pub fn handle(
     request: OffsetForLeaderEpochRequest,
     _version: i16,
 ) -> OffsetForLeaderEpochResponse {
-    let config = broker.config();
     let mut response = OffsetForLeaderEpochResponse::default();
     for topic in &request.topics {
         let mut topic_result = OffsetForLeaderTopicResult::default();
@@ -34,18 +32,18 @@ pub fn handle(
         topic_result.partitions = topic
             .partitions
             .iter()
-            .map(|p| answer(broker, &config, topic.topic.as_str(), p))
+            .map(|p| answer(broker, topic.topic.as_str(), p))
             .collect();
         response.topics.push(topic_result);
     }
     response
 }
 
-fn answer(broker: &Broker, config: &BrokerConfig, topic: &str, request: &OffsetForLeaderPartition) -> EpochEndOffset {
+fn answer(broker: &Broker, topic: &str, request: &OffsetForLeaderPartition) -> EpochEndOffset {
     let mut result = EpochEndOffset::default();
     result.partition = request.partition;
-    let log = match broker.topics.partition(config, topic, request.partition) {
-        Ok((log, _)) => log,
+    let log = match broker.topics.log(topic, request.partition) {
+        Ok(log) => log,
         Err(e) => {
             result.error_code = e.kafka_code();
             return result;
