@@ -17,7 +17,6 @@ const EARLIEST_LOCAL: i64 = -4;
 
 /// Answers ListOffsets for every requested partition.
 pub fn handle(broker: &Arc<Broker>, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
-    let config = broker.config();
     let topics = request
         .topics
         .into_iter()
@@ -30,8 +29,8 @@ pub fn handle(broker: &Arc<Broker>, request: ListOffsetsRequest, version: i16) -
                     let response = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
                     let outcome = broker
                         .topics
-                        .partition(&config, &name, p.partition_index)
-                        .and_then(|(log, _)| lookup(&log, p.timestamp));
+                        .log(&name, p.partition_index)
+                        .and_then(|log| lookup(&log, p.timestamp));
                     match outcome {
                         Ok((offset, timestamp)) => response
                             .with_offset(offset)
