@@ -11,7 +11,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 
 /// What one round of fetches returned.
 #[derive(Default)]
-pub(super) struct Round {
+pub struct Round {
     /// Records at or after each partition's position, by partition then offset.
     pub records: Vec<ConsumerRecord>,
     /// Partitions whose fetch failed.
@@ -35,7 +35,7 @@ impl Round {
 
 /// Fetches from every partition in `positions` (partition to next offset), up to `max_records`
 /// and about `max_bytes` in all, waiting up to `wait_ms` when none has records.
-pub(super) async fn fetch_round(
+pub async fn fetch_round(
     access: &dyn TopicAccess,
     topic: &str,
     positions: &BTreeMap<i32, i64>,

@@ -25,6 +25,7 @@ use crate::catalog::{Catalog, QueryDef};
 use crate::error::{Error, Result};
 
 pub use emit::emit_changes;
+pub use fetch::{fetch_round, Round};
 pub use job::group_id;
 pub use output::{stream_schema, OutputWriter, KEY_COLUMN};
 pub use plan::QueryPlan;

@@ -1,0 +1,284 @@
+//! The sink runner: reads a sink's input topic from where the sink (or its consumer group) says
+//! it stopped, decodes values into rows, writes them, and stores or commits the offsets after.
+//!
+//! Records that do not decode and records the target refuses go to the dead-letter topic (or
+//! stop the step, by its error policy); the others flow. A schema that is not declared is
+//! inferred from each batch and only ever grows: new fields become new nullable columns.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use brook_broker::access::{ConsumerRecord, OffsetSpec, OutRecord, TopicAccess};
+use brook_engine::dlq::dead_letter;
+use brook_engine::format::{decoder, infer_schema, Format, FormatSpec};
+use brook_engine::jobs::fetch_round;
+use datafusion::arrow::array::BooleanArray;
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+
+use super::produce::write_dead_letters;
+use super::{retrying, ErrorPolicy, Halt, RunnerSettings, StepState, StepStatus, Stop};
+use crate::error::{Error, Result};
+use crate::sink::{Sink, SinkBatch};
+
+/// How long a sink may go without records before it is asked to flush.
+const IDLE_FLUSH_MS: u64 = 1000;
+
+/// Runs one sink of a pipeline.
+pub struct SinkRunner {
+    /// The step's name, `<pipeline>.<sink>`; its consumer group is `brook-sink-<name>`.
+    pub name: String,
+    /// The connector.
+    pub sink: Box<dyn Sink>,
+    /// The cluster.
+    pub access: Arc<dyn TopicAccess>,
+    /// The input topic (it must exist).
+    pub topic: String,
+    /// How the input's values are encoded; without a schema, it is inferred batch by batch.
+    pub format: FormatSpec,
+    /// What happens to records that do not decode or that the target refuses.
+    pub on_error: ErrorPolicy,
+    /// Bounds and pacing.
+    pub settings: RunnerSettings,
+    /// Stops the runner.
+    pub stop: Stop,
+    /// State and counters.
+    pub status: Arc<StepStatus>,
+}
+
+/// The consumer group of a sink that stores no offsets itself.
+pub fn sink_group(name: &str) -> String {
+    format!("brook-sink-{name}")
+}
+
+impl SinkRunner {
+    /// Runs until stopped or an error retrying cannot fix; the outcome is also recorded in the
+    /// status.
+    pub async fn run(mut self) -> Result<()> {
+        let result = self.run_inner().await;
+        let flushed = self.sink.flush().await;
+        let result = match (result, flushed) {
+            (Err(Halt::Failed(e)), _) => Err(e),
+            (_, Err(e)) => Err(e),
+            (Ok(()) | Err(Halt::Stopped), Ok(())) => Ok(()),
+        };
+        match &result {
+            Ok(()) => self.status.set_state(StepState::Stopped),
+            Err(e) => {
+                tracing::error!(step = %self.name, error = %e, "sink failed");
+                self.status.set_state(StepState::Failed(e.to_string()));
+            }
+        }
+        result
+    }
+
+    async fn run_inner(&mut self) -> Result<(), Halt> {
+        let stored = loop {
+            self.stop.check()?;
+            match self.sink.open(&self.topic).await {
+                Ok(stored) => break stored,
+                Err(e) if e.is_retriable() => {
+                    tracing::warn!(step = %self.name, error = %e, "opening the sink failed, retrying");
+                    self.stop.sleep(self.settings.retry_backoff_ms).await?;
+                }
+                Err(e) => return Err(Halt::Failed(e)),
+            }
+        };
+        let group = sink_group(&self.name);
+        let stores_offsets = stored.is_some();
+        let mut positions = self.start_positions(stored, &group).await?;
+        self.status.set_state(StepState::Running);
+        tracing::info!(step = %self.name, topic = %self.topic, stores_offsets, "sink started");
+        let mut schema: Option<SchemaRef> = self.format.schema.clone();
+        let mut last_records = Instant::now();
+        let mut flushed = true;
+        loop {
+            self.stop.check()?;
+            let round = tokio::select! {
+                _ = self.stop.wait() => return Err(Halt::Stopped),
+                round = fetch_round(
+                    self.access.as_ref(),
+                    &self.topic,
+                    &positions,
+                    self.settings.max_batch_records,
+                    self.settings.fetch_max_bytes,
+                    self.settings.poll_wait_ms,
+                ) => round,
+            };
+            for (p, from, e) in round.errors {
+                match e {
+                    brook_broker::Error::OffsetOutOfRange { .. } => {
+                        let earliest = self.offsets(OffsetSpec::Earliest).await?;
+                        let start = earliest.get(&p).copied().unwrap_or(0);
+                        tracing::warn!(step = %self.name, partition = p, from, start, "offset out of range, reading from the earliest");
+                        positions.insert(p, start);
+                    }
+                    e if e.is_retriable() => {
+                        tracing::warn!(step = %self.name, partition = p, error = %e, "fetch failed, retrying");
+                        self.stop.sleep(self.settings.retry_backoff_ms).await?;
+                    }
+                    e => return Err(Halt::Failed(e.into())),
+                }
+            }
+            if round.records.is_empty() {
+                if !flushed && last_records.elapsed() >= Duration::from_millis(IDLE_FLUSH_MS) {
+                    self.sink.flush().await.map_err(Halt::Failed)?;
+                    flushed = true;
+                }
+                continue;
+            }
+            last_records = Instant::now();
+            flushed = false;
+            let records = round.records;
+            let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+            for r in &records {
+                next.insert(r.partition, r.offset + 1);
+            }
+            self.deliver(&records, &next, &mut schema).await?;
+            if !stores_offsets {
+                let commits: Vec<_> = next.iter().map(|(p, o)| (self.topic.clone(), *p, *o)).collect();
+                retrying(&self.settings, &self.stop, "committing offsets", || {
+                    self.access.commit(&group, commits.clone())
+                })
+                .await?;
+            }
+            positions.extend(next);
+        }
+    }
+
+    /// Where each partition starts: stored offsets, else the group's committed ones, else the
+    /// earliest.
+    async fn start_positions(&self, stored: Option<Vec<(i32, i64)>>, group: &str) -> Result<BTreeMap<i32, i64>, Halt> {
+        let mut positions = self.offsets(OffsetSpec::Earliest).await?;
+        let earliest = positions.clone();
+        let resume: Vec<(i32, i64)> = match stored {
+            Some(stored) => stored,
+            None => retrying(&self.settings, &self.stop, "reading committed offsets", || {
+                self.access.committed(group)
+            })
+            .await?
+            .into_iter()
+            .filter(|(t, _, o)| *t == self.topic && *o >= 0)
+            .map(|(_, p, o)| (p, o))
+            .collect(),
+        };
+        for (p, o) in resume {
+            let floor = earliest.get(&p).copied().unwrap_or(0);
+            positions.insert(p, o.max(floor));
+        }
+        Ok(positions)
+    }
+
+    async fn offsets(&self, spec: OffsetSpec) -> Result<BTreeMap<i32, i64>, Halt> {
+        Ok(retrying(&self.settings, &self.stop, "listing offsets", || {
+            self.access.list_offsets(&self.topic, spec)
+        })
+        .await?
+        .into_iter()
+        .collect())
+    }
+
+    /// Decodes `records` and writes them; dead-letters what does not decode or is refused.
+    async fn deliver(
+        &mut self,
+        records: &[ConsumerRecord],
+        next: &BTreeMap<i32, i64>,
+        schema: &mut Option<SchemaRef>,
+    ) -> Result<(), Halt> {
+        let values: Vec<Option<&[u8]>> = records.iter().map(|r| r.value.as_deref()).collect();
+        let spec = self.spec_for(&values, schema)?;
+        let decoded = decoder(&spec).and_then(|d| d.decode(&values)).map_err(Error::from)?;
+        let mut letters = Vec::new();
+        for (i, why) in &decoded.failed {
+            letters.push(self.letter(&records[*i], &format!("the value did not decode: {why}"), "decode")?);
+        }
+        let mut rows = decoded.batch;
+        let mut kept: Vec<ConsumerRecord> = decoded.rows.iter().map(|i| records[*i].clone()).collect();
+        let next: Vec<(i32, i64)> = next.iter().map(|(p, o)| (*p, *o)).collect();
+        let mut backoff = self.settings.retry_backoff_ms;
+        loop {
+            self.stop.check()?;
+            let batch = SinkBatch {
+                topic: &self.topic,
+                rows: &rows,
+                records: &kept,
+                next_offsets: &next,
+            };
+            match self.sink.write(batch).await {
+                Ok(()) => break,
+                Err(Error::Rejected { index, reason }) if index < kept.len() => {
+                    letters.push(self.letter(&kept[index], &format!("the sink refused the record: {reason}"), "sink")?);
+                    let mask = BooleanArray::from((0..kept.len()).map(|i| i != index).collect::<Vec<_>>());
+                    rows = filter_record_batch(&rows, &mask).map_err(|e| Halt::Failed(Error::Internal(e.to_string())))?;
+                    kept.remove(index);
+                }
+                Err(e) if e.is_retriable() => {
+                    tracing::warn!(step = %self.name, error = %e, backoff_ms = backoff, "writing to the sink failed, retrying");
+                    self.stop.sleep(backoff).await?;
+                    backoff = (backoff * 2).min(self.settings.max_backoff_ms);
+                }
+                Err(e) => return Err(Halt::Failed(e)),
+            }
+        }
+        let n_dead = letters.len() as u64;
+        if let ErrorPolicy::DeadLetter { topic } = &self.on_error {
+            write_dead_letters(self.access.as_ref(), topic, letters, &self.settings, &self.stop).await?;
+        }
+        self.status.count(records.len() as u64, kept.len() as u64, n_dead);
+        Ok(())
+    }
+
+    /// The format spec for this batch: the declared schema, or the inferred one grown by what
+    /// this batch has that earlier ones did not.
+    fn spec_for(&self, values: &[Option<&[u8]>], schema: &mut Option<SchemaRef>) -> Result<FormatSpec, Halt> {
+        if self.format.schema.is_some() || !matches!(self.format.format, Format::Json | Format::Csv) {
+            return Ok(self.format.clone());
+        }
+        let samples: Vec<&[u8]> = values.iter().flatten().copied().collect();
+        let inferred = infer_schema(&self.format, &samples).map_err(Error::from)?;
+        let merged = match schema.as_ref() {
+            None => inferred,
+            Some(current) => {
+                let mut fields: Vec<_> = current.fields().iter().cloned().collect();
+                let added: Vec<_> = inferred
+                    .fields()
+                    .iter()
+                    .filter(|f| current.field_with_name(f.name()).is_err())
+                    .cloned()
+                    .collect();
+                if added.is_empty() {
+                    current.clone()
+                } else {
+                    fields.extend(added);
+                    Arc::new(Schema::new(fields))
+                }
+            }
+        };
+        *schema = Some(merged.clone());
+        Ok(self.format.clone().with_schema(merged))
+    }
+
+    /// A dead letter for `record`; under `Fail` the step stops instead.
+    fn letter(&self, record: &ConsumerRecord, why: &str, stage: &str) -> Result<OutRecord, Halt> {
+        match &self.on_error {
+            ErrorPolicy::Fail => Err(Halt::Failed(Error::External {
+                system: "sink",
+                message: format!(
+                    "record {}/{}/{}: {why} (on_error is fail)",
+                    record.topic, record.partition, record.offset
+                ),
+                retriable: false,
+            })),
+            ErrorPolicy::DeadLetter { .. } => Ok(dead_letter(
+                &record.topic,
+                record.partition,
+                record.offset,
+                record.key.clone(),
+                record.value.clone(),
+                why,
+                stage,
+            )),
+        }
+    }
+}

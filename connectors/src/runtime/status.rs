@@ -1,0 +1,73 @@
+//! A step's state and counters, shared between its runner and whoever reports on it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+/// Where a step is in its life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state", content = "reason")]
+pub enum StepState {
+    /// Opening its connector and recovering its position.
+    Starting,
+    /// Moving records.
+    Running,
+    /// Its input ended (stdin at end of file, a generator's count) and everything was written.
+    Finished,
+    /// Ended by an error that retrying does not fix.
+    Failed(String),
+    /// Stopped on request.
+    Stopped,
+}
+
+/// A step's state and counters.
+#[derive(Debug)]
+pub struct StepStatus {
+    state: Mutex<StepState>,
+    /// Records read (from the outside world or the input topic).
+    pub records_in: AtomicU64,
+    /// Records written (to the topic or the outside world).
+    pub records_out: AtomicU64,
+    /// Records sent to the dead-letter topic.
+    pub records_dead: AtomicU64,
+}
+
+impl Default for StepStatus {
+    fn default() -> Self {
+        StepStatus {
+            state: Mutex::new(StepState::Starting),
+            records_in: AtomicU64::new(0),
+            records_out: AtomicU64::new(0),
+            records_dead: AtomicU64::new(0),
+        }
+    }
+}
+
+impl StepStatus {
+    /// Sets the state.
+    pub fn set_state(&self, state: StepState) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
+    }
+
+    /// The state.
+    pub fn state(&self) -> StepState {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Adds to the counters.
+    pub fn count(&self, records_in: u64, records_out: u64, records_dead: u64) {
+        self.records_in.fetch_add(records_in, Ordering::Relaxed);
+        self.records_out.fetch_add(records_out, Ordering::Relaxed);
+        self.records_dead.fetch_add(records_dead, Ordering::Relaxed);
+    }
+
+    /// (in, out, dead) so far.
+    pub fn counters(&self) -> (u64, u64, u64) {
+        (
+            self.records_in.load(Ordering::Relaxed),
+            self.records_out.load(Ordering::Relaxed),
+            self.records_dead.load(Ordering::Relaxed),
+        )
+    }
+}

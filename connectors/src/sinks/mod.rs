@@ -1,0 +1,3 @@
+//! Sink connectors, one folder each.
+pub mod sql_types;
+pub mod sqlite;
