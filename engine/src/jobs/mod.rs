@@ -9,6 +9,7 @@ mod fetch;
 mod job;
 mod output;
 mod plan;
+pub mod trace;
 pub mod statements;
 
 use std::collections::BTreeMap;

@@ -35,6 +35,8 @@ pub struct QueryPlan {
     metas: Vec<Meta>,
     input_schema: SchemaRef,
     output_schema: SchemaRef,
+    /// Whether the plan carries each row's input partition and offset (see [`super::trace`]).
+    traced: bool,
 }
 
 /// A micro-batch decoded: the rows, which input record each row is, and the records that failed.
@@ -50,6 +52,16 @@ pub struct DecodedBatch {
 impl QueryPlan {
     /// Plans `select`, which must read `source` (by its name) and nothing else.
     pub async fn new(select: &str, source: &StreamDef) -> Result<QueryPlan> {
+        Self::build(select, source, false).await
+    }
+
+    /// Plans `select` like [`QueryPlan::new`], for [`QueryPlan::run_traced`]: each output row
+    /// also says which input record it came from.
+    pub async fn new_traced(select: &str, source: &StreamDef) -> Result<QueryPlan> {
+        Self::build(select, source, true).await
+    }
+
+    async fn build(select: &str, source: &StreamDef, traced: bool) -> Result<QueryPlan> {
         let decoder = decoder(&source.format)?;
         let values = decoder.schema();
         let metas: Vec<Meta> = Meta::ALL
@@ -96,7 +108,9 @@ impl QueryPlan {
         let plan = ctx.state().statement_to_plan(statement).await?;
         check_stateless(&plan)?;
         let output_schema = Arc::new(plan.schema().as_arrow().clone());
+        let plan = if traced { super::trace::trace(plan)? } else { plan };
         Ok(QueryPlan {
+            traced,
             ctx,
             input,
             plan,
@@ -124,6 +138,30 @@ impl QueryPlan {
             rows: decoded.rows,
             failed: decoded.failed,
         })
+    }
+
+    /// Runs a plan made by [`QueryPlan::new_traced`] over one batch: the rows with the output
+    /// schema, and for each row the (partition, offset) of the input record it came from.
+    pub async fn run_traced(&self, batch: RecordBatch) -> Result<Vec<(RecordBatch, Vec<(i32, i64)>)>> {
+        if !self.traced {
+            return Err(Error::Catalog("the plan was not made to be traced".into()));
+        }
+        let width = self.output_schema.fields().len();
+        let mut out = Vec::new();
+        for result in self.run(batch).await? {
+            let column = |name: &str| result.column_by_name(name).cloned();
+            let (Some(partitions), Some(offsets)) = (column(super::trace::TRACE_PARTITION), column(super::trace::TRACE_OFFSET)) else {
+                return Err(Error::Catalog("a traced plan lost its provenance columns".into()));
+            };
+            let partitions = datafusion::arrow::compute::cast(&partitions, &datafusion::arrow::datatypes::DataType::Int32)?;
+            let offsets = datafusion::arrow::compute::cast(&offsets, &datafusion::arrow::datatypes::DataType::Int64)?;
+            let partitions = datafusion::arrow::array::AsArray::as_primitive::<datafusion::arrow::datatypes::Int32Type>(&partitions);
+            let offsets = datafusion::arrow::array::AsArray::as_primitive::<datafusion::arrow::datatypes::Int64Type>(&offsets);
+            let origins = (0..result.num_rows()).map(|i| (partitions.value(i), offsets.value(i))).collect();
+            let rows = RecordBatch::try_new(self.output_schema.clone(), result.columns()[..width].to_vec())?;
+            out.push((rows, origins));
+        }
+        Ok(out)
     }
 
     /// Runs the query over one batch with the input schema.
@@ -212,6 +250,31 @@ mod tests {
         assert!(text.contains("| k1   | /B | 1       |"), "{text}");
         assert!(text.contains("| k3   | /C | 3       |"), "{text}");
         assert!(!text.contains("k0"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_traced_plan_says_which_record_each_row_came_from() {
+        for sql in [
+            "SELECT upper(path) AS p FROM access WHERE status >= 500",
+            "SELECT p FROM (SELECT upper(path) AS p, status FROM access) t WHERE status >= 500",
+            "SELECT * FROM access WHERE status >= 500",
+        ] {
+            let plan = QueryPlan::new_traced(sql, &stream()).await.unwrap();
+            let records = vec![
+                record(7, r#"{"status": 200, "path": "/a"}"#),
+                record(8, r#"{"status": 503, "path": "/b"}"#),
+                record(9, r#"{"status": 500, "path": "/c"}"#),
+            ];
+            let decoded = plan.decode(&records).unwrap();
+            let out = plan.run_traced(decoded.batch).await.unwrap();
+            let origins: Vec<_> = out.iter().flat_map(|(_, o)| o.clone()).collect();
+            assert_eq!(origins, vec![(0, 8), (0, 9)], "{sql}");
+            for (rows, _) in &out {
+                assert_eq!(rows.schema(), plan.output_schema(), "{sql}");
+            }
+        }
+        let err = QueryPlan::new_traced("SELECT unnest([1, 2]) FROM access", &stream()).await.err();
+        assert!(err.is_some_and(|e| e.to_string().contains("UNNEST")));
     }
 
     #[tokio::test]
