@@ -78,4 +78,10 @@ pub trait Source: Send {
     async fn poll(&mut self, max_records: usize, wait_ms: u64) -> Result<Option<Vec<SourceItem>>>;
     /// The state covering every item returned so far, as JSON.
     fn checkpoint(&self) -> serde_json::Value;
+    /// Parses one line of input the way this source parses what it reads, for a pipeline's
+    /// `tests:` block: the value it would emit, or why the line is bad. None when the source
+    /// does not read lines.
+    fn parse_line(&self, _line: &[u8]) -> Option<std::result::Result<Bytes, String>> {
+        None
+    }
 }

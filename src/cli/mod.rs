@@ -6,6 +6,7 @@ mod bench;
 mod bench_sql;
 mod consume;
 mod groups;
+mod pipeline;
 mod produce;
 mod serve;
 mod sql;
@@ -41,6 +42,8 @@ pub enum Command {
     Bench(bench::Args),
     /// Run SQL over topics: one statement, or an interactive shell.
     Sql(sql::Args),
+    /// Run, validate, test and explain declarative pipeline files.
+    Pipeline(pipeline::Args),
 }
 
 /// Runs one command to completion.
@@ -49,6 +52,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args).await,
         Command::Consume(args) => consume::run(args).await,
         Command::Groups(args) => groups::run(args).await,
+        Command::Pipeline(args) => pipeline::run(args).await,
         Command::Produce(args) => produce::run(args).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Sql(args) => sql::run(args).await,

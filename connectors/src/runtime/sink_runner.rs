@@ -29,8 +29,9 @@ const IDLE_FLUSH_MS: u64 = 1000;
 pub struct SinkRunner {
     /// The step's name, `<pipeline>.<sink>`; its consumer group is `brook-sink-<name>`.
     pub name: String,
-    /// The connector.
-    pub sink: Box<dyn Sink>,
+    /// The connector, behind a lock only so that the runner can be shared across awaits (it is
+    /// never contended).
+    pub sink: tokio::sync::Mutex<Box<dyn Sink>>,
     /// The cluster.
     pub access: Arc<dyn TopicAccess>,
     /// The input topic (it must exist).
@@ -57,7 +58,7 @@ impl SinkRunner {
     /// status.
     pub async fn run(mut self) -> Result<()> {
         let result = self.run_inner().await;
-        let flushed = self.sink.flush().await;
+        let flushed = self.sink.get_mut().flush().await;
         let result = match (result, flushed) {
             (Err(Halt::Failed(e)), _) => Err(e),
             (_, Err(e)) => Err(e),
@@ -76,7 +77,7 @@ impl SinkRunner {
     async fn run_inner(&mut self) -> Result<(), Halt> {
         let stored = loop {
             self.stop.check()?;
-            match self.sink.open(&self.topic).await {
+            match self.sink.get_mut().open(&self.topic).await {
                 Ok(stored) => break stored,
                 Err(e) if e.is_retriable() => {
                     tracing::warn!(step = %self.name, error = %e, "opening the sink failed, retrying");
@@ -123,7 +124,7 @@ impl SinkRunner {
             }
             if round.records.is_empty() {
                 if !flushed && last_records.elapsed() >= Duration::from_millis(IDLE_FLUSH_MS) {
-                    self.sink.flush().await.map_err(Halt::Failed)?;
+                    self.sink.get_mut().flush().await.map_err(Halt::Failed)?;
                     flushed = true;
                 }
                 continue;
@@ -205,7 +206,8 @@ impl SinkRunner {
                 records: &kept,
                 next_offsets: &next,
             };
-            match self.sink.write(batch).await {
+            let written = self.sink.lock().await.write(batch).await;
+            match written {
                 Ok(()) => break,
                 Err(Error::Rejected { index, reason }) if index < kept.len() => {
                     letters.push(self.letter(&kept[index], &format!("the sink refused the record: {reason}"), "sink")?);

@@ -1,0 +1,404 @@
+//! The transform runner: reads a transform's input topic, runs its SQL over each micro-batch,
+//! and writes the rows to its topic, exactly once across crashes.
+//!
+//! Each output record carries its input record (topic, partition and offset) as provenance, and
+//! a checkpoint stores the input positions with the output topic's end offsets. After a crash the
+//! runner collects the provenances written after the checkpoint and skips those inputs when it
+//! reads them again. This holds because a transform is stateless and gives at most one row per
+//! input record (the plan is traced: see `brook_engine::jobs::trace`).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use brook_broker::access::{ConsumerRecord, OffsetSpec, OutRecord, TopicAccess};
+use brook_connectors::runtime::checkpoints::{Checkpoint, CheckpointStore};
+use brook_connectors::runtime::produce::{produce_or_return, write_dead_letters};
+use brook_connectors::runtime::provenance::{self, written_since};
+use brook_connectors::runtime::{retrying, ErrorPolicy, Halt, RunnerSettings, StepState, StepStatus, Stop};
+use brook_connectors::{Error, Position, Result};
+use brook_engine::catalog::StreamDef;
+use brook_engine::dlq::dead_letter;
+use brook_engine::format::{infer_schema, Format, FormatSpec};
+use brook_engine::jobs::{fetch_round, OutputWriter, QueryPlan};
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
+
+/// Runs one transform of a pipeline.
+pub struct TransformRunner {
+    /// The step's name, `<pipeline>.<transform>`: the checkpoint key.
+    pub name: String,
+    /// The input step's name, which the SQL reads as a table.
+    pub input: String,
+    /// The input topic.
+    pub input_topic: String,
+    /// How the input's values are encoded; without a schema it is inferred and grows.
+    pub input_format: FormatSpec,
+    /// The SELECT.
+    pub sql: String,
+    /// The topic rows go to, as JSON objects.
+    pub topic: String,
+    /// What happens to records that do not decode, evaluate or write.
+    pub on_error: ErrorPolicy,
+    /// The cluster.
+    pub access: Arc<dyn TopicAccess>,
+    /// Where checkpoints are kept.
+    pub checkpoints: Arc<CheckpointStore>,
+    /// Bounds and pacing.
+    pub settings: RunnerSettings,
+    /// Stops the runner.
+    pub stop: Stop,
+    /// State and counters.
+    pub status: Arc<StepStatus>,
+}
+
+/// A transform's own checkpoint state.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct State {
+    /// Per input partition, the next offset to read.
+    offsets: Vec<(i32, i64)>,
+}
+
+/// The planned SQL over one input schema.
+struct Planned {
+    plan: QueryPlan,
+    writer: OutputWriter,
+}
+
+/// Progress between checkpoints.
+struct Progress {
+    positions: BTreeMap<i32, i64>,
+    seen: HashSet<(String, u64)>,
+    from: Vec<(i32, i64)>,
+    dirty: bool,
+    last_saved: Instant,
+}
+
+impl TransformRunner {
+    /// Runs until stopped or an error retrying cannot fix; the outcome is also in the status.
+    pub async fn run(mut self) -> Result<()> {
+        let result = self.run_inner().await;
+        let (state, result) = match result {
+            Ok(()) | Err(Halt::Stopped) => (StepState::Stopped, Ok(())),
+            Err(Halt::Failed(e)) => {
+                tracing::error!(step = %self.name, error = %e, "transform failed");
+                (StepState::Failed(e.to_string()), Err(e))
+            }
+        };
+        self.status.set_state(state);
+        result
+    }
+
+    /// The provenance stream of input partition `p`.
+    fn stream(&self, p: i32) -> String {
+        format!("{}:{p}", self.input_topic)
+    }
+
+    async fn run_inner(&mut self) -> Result<(), Halt> {
+        let saved = self.checkpoints.get(&self.name).await?;
+        let mut positions: BTreeMap<i32, i64> = retrying(&self.settings, &self.stop, "listing offsets", || {
+            self.access.list_offsets(&self.input_topic, OffsetSpec::Earliest)
+        })
+        .await?
+        .into_iter()
+        .collect();
+        let mut from = Vec::new();
+        if let Some(cp) = saved.filter(|c| c.output_topic == self.topic) {
+            let state: State = serde_json::from_value(cp.state)
+                .map_err(|e| Error::Internal(format!("the checkpoint of {} does not parse: {e}", self.name)))?;
+            for (p, o) in state.offsets {
+                let floor = positions.get(&p).copied().unwrap_or(0);
+                positions.insert(p, o.max(floor));
+            }
+            from = cp.output_offsets;
+        }
+        let seen = written_since(self.access.as_ref(), &self.topic, &from, &self.settings, &self.stop).await?;
+        let mut progress = Progress {
+            positions,
+            seen,
+            from,
+            dirty: false,
+            last_saved: Instant::now(),
+        };
+        let mut schema = self.input_format.schema.clone();
+        let mut planned: Option<Planned> = None;
+        self.status.set_state(StepState::Running);
+        tracing::info!(step = %self.name, input = %self.input_topic, topic = %self.topic, "transform started");
+        let interval = Duration::from_millis(self.settings.checkpoint_interval_ms);
+        loop {
+            let round = tokio::select! {
+                _ = self.stop.wait() => None,
+                round = fetch_round(
+                    self.access.as_ref(),
+                    &self.input_topic,
+                    &progress.positions,
+                    self.settings.max_batch_records,
+                    self.settings.fetch_max_bytes,
+                    self.settings.poll_wait_ms,
+                ) => Some(round),
+            };
+            let Some(round) = round else {
+                self.save(&mut progress, &Stop::never()).await?;
+                return Err(Halt::Stopped);
+            };
+            for (p, from, e) in round.errors {
+                match e {
+                    brook_broker::Error::OffsetOutOfRange { .. } => {
+                        let earliest = retrying(&self.settings, &self.stop, "listing offsets", || {
+                            self.access.list_offsets(&self.input_topic, OffsetSpec::Earliest)
+                        })
+                        .await?;
+                        let start = earliest.into_iter().find(|(q, _)| *q == p).map(|(_, o)| o).unwrap_or(0);
+                        tracing::warn!(step = %self.name, partition = p, from, start, "offset out of range, reading from the earliest");
+                        progress.positions.insert(p, start);
+                    }
+                    e if e.is_retriable() => {
+                        tracing::warn!(step = %self.name, partition = p, error = %e, "fetch failed, retrying");
+                        self.stop.sleep(self.settings.retry_backoff_ms).await?;
+                    }
+                    e => return Err(Halt::Failed(e.into())),
+                }
+            }
+            if !round.records.is_empty() {
+                if self.grow_schema(&round.records, &mut schema)? {
+                    planned = None;
+                }
+                if planned.is_none() {
+                    planned = Some(self.plan(schema.clone()).await?);
+                }
+                let Some(current) = planned.as_ref() else {
+                    return Err(Halt::Failed(Error::Internal("no plan".into())));
+                };
+                self.process(current, &round.records, &mut progress).await?;
+                progress.dirty = true;
+            }
+            if progress.dirty && progress.last_saved.elapsed() >= interval {
+                let stop = self.stop.clone();
+                self.save(&mut progress, &stop).await?;
+            }
+        }
+    }
+
+    /// Grows an inferred schema by the fields of `records` it lacks; true when it changed.
+    fn grow_schema(&self, records: &[ConsumerRecord], schema: &mut Option<SchemaRef>) -> Result<bool, Halt> {
+        if self.input_format.schema.is_some() || !matches!(self.input_format.format, Format::Json | Format::Csv) {
+            return Ok(false);
+        }
+        let samples: Vec<&[u8]> = records.iter().filter_map(|r| r.value.as_deref()).collect();
+        let inferred = infer_schema(&self.input_format, &samples).map_err(Error::from)?;
+        let (merged, changed) = match schema.as_ref() {
+            None => (inferred, true),
+            Some(current) => {
+                let added: Vec<_> = inferred
+                    .fields()
+                    .iter()
+                    .filter(|f| current.field_with_name(f.name()).is_err())
+                    .cloned()
+                    .collect();
+                if added.is_empty() {
+                    (current.clone(), false)
+                } else {
+                    let mut fields: Vec<_> = current.fields().iter().cloned().collect();
+                    fields.extend(added);
+                    (Arc::new(Schema::new(fields)), true)
+                }
+            }
+        };
+        *schema = Some(merged);
+        Ok(changed)
+    }
+
+    async fn plan(&self, schema: Option<SchemaRef>) -> Result<Planned, Halt> {
+        let mut format = self.input_format.clone();
+        format.schema = schema;
+        let source = StreamDef {
+            name: self.input.clone(),
+            topic: self.input_topic.clone(),
+            format,
+            key_column: None,
+        };
+        let plan = QueryPlan::new_traced(&self.sql, &source).await.map_err(|e| {
+            Halt::Failed(Error::Config {
+                connector: "transform",
+                message: format!(
+                    "{}: the SQL does not plan over the input's columns ({e}); when the input's schema is \
+                     inferred from its records, declare it with `schema:` on the source",
+                    self.name
+                ),
+            })
+        })?;
+        let target = StreamDef {
+            name: self.name.clone(),
+            topic: self.topic.clone(),
+            format: FormatSpec::new(Format::Json),
+            key_column: None,
+        };
+        let writer = OutputWriter::new(&target, &plan.output_schema()).map_err(Error::from)?;
+        Ok(Planned { plan, writer })
+    }
+
+    /// Decodes, evaluates and writes one micro-batch.
+    async fn process(&self, planned: &Planned, records: &[ConsumerRecord], progress: &mut Progress) -> Result<(), Halt> {
+        let by_origin: HashMap<(i32, i64), &ConsumerRecord> = records.iter().map(|r| ((r.partition, r.offset), r)).collect();
+        let mut letters = Vec::new();
+        let decoded = planned.plan.decode(records).map_err(Error::from)?;
+        for (i, why) in &decoded.failed {
+            letters.push(self.letter(&records[*i], &format!("the value did not decode: {why}"), "decode")?);
+        }
+        let results = match planned.plan.run_traced(decoded.batch.clone()).await {
+            Ok(results) => results,
+            Err(_) => {
+                // Find the rows at fault one by one; the others still flow, in order.
+                let mut results = Vec::new();
+                for (row, &i) in decoded.rows.iter().enumerate() {
+                    match planned.plan.run_traced(decoded.batch.slice(row, 1)).await {
+                        Ok(r) => results.extend(r),
+                        Err(e) => letters.push(self.letter(&records[i], &e.to_string(), "eval")?),
+                    }
+                }
+                results
+            }
+        };
+        let mut out = Vec::new();
+        for (rows, origins) in results {
+            self.encode(planned, &rows, &origins, &by_origin, progress, &mut out)?;
+        }
+        let n_out = out.len() as u64;
+        let refused = produce_or_return(self.access.as_ref(), &self.topic, out, &self.settings, &self.stop).await?;
+        let n_refused = refused.len() as u64;
+        for (record, e) in refused {
+            let mut letter = dead_letter(
+                &self.input_topic,
+                -1,
+                -1,
+                record.key,
+                record.value,
+                &format!("the row could not be written to {}: {e}", self.topic),
+                "produce",
+            );
+            letter.headers.extend(record.headers);
+            if matches!(self.on_error, ErrorPolicy::Fail) {
+                return Err(Halt::Failed(Error::External {
+                    system: "transform",
+                    message: format!("{}: a row could not be written (on_error is fail): {e}", self.name),
+                    retriable: false,
+                }));
+            }
+            letters.push(letter);
+        }
+        let n_dead = letters.len() as u64;
+        if let ErrorPolicy::DeadLetter { topic } = &self.on_error {
+            write_dead_letters(self.access.as_ref(), topic, letters, &self.settings, &self.stop).await?;
+        }
+        for r in records {
+            progress.positions.insert(r.partition, r.offset + 1);
+        }
+        self.status.count(records.len() as u64, n_out - n_refused, n_dead);
+        Ok(())
+    }
+
+    /// Encodes result rows as records with their provenance, skipping those already written.
+    fn encode(
+        &self,
+        planned: &Planned,
+        rows: &RecordBatch,
+        origins: &[(i32, i64)],
+        by_origin: &HashMap<(i32, i64), &ConsumerRecord>,
+        progress: &mut Progress,
+        out: &mut Vec<OutRecord>,
+    ) -> Result<(), Halt> {
+        let encoded = planned.writer.records(rows).map_err(Error::from)?;
+        for (mut record, (p, o)) in encoded.into_iter().zip(origins.iter().copied()) {
+            let position = Position {
+                stream: self.stream(p),
+                start: o as u64,
+                end: o as u64 + 1,
+            };
+            if !progress.seen.is_empty() && progress.seen.remove(&(position.stream.clone(), position.start)) {
+                continue;
+            }
+            if let Some(input) = by_origin.get(&(p, o)) {
+                if record.key.is_none() {
+                    record.key = input.key.clone();
+                }
+                record.timestamp_ms = Some(input.timestamp_ms);
+            }
+            record.headers.extend(provenance::headers(&position));
+            out.push(record);
+        }
+        Ok(())
+    }
+
+    /// A dead letter for `record`; under `Fail` the step stops instead.
+    fn letter(&self, record: &ConsumerRecord, why: &str, stage: &str) -> Result<OutRecord, Halt> {
+        match &self.on_error {
+            ErrorPolicy::Fail => Err(Halt::Failed(Error::External {
+                system: "transform",
+                message: format!(
+                    "{}: record {}/{}/{}: {why} (on_error is fail)",
+                    self.name, record.topic, record.partition, record.offset
+                ),
+                retriable: false,
+            })),
+            ErrorPolicy::DeadLetter { .. } => Ok(dead_letter(
+                &record.topic,
+                record.partition,
+                record.offset,
+                record.key.clone(),
+                record.value.clone(),
+                why,
+                stage,
+            )),
+        }
+    }
+
+    /// Saves the input positions with the output offsets that bound what was written after.
+    async fn save(&self, progress: &mut Progress, stop: &Stop) -> Result<(), Halt> {
+        if !progress.dirty {
+            return Ok(());
+        }
+        let positions = &progress.positions;
+        let input_topic = &self.input_topic;
+        progress.seen.retain(|(stream, start)| {
+            let partition = stream
+                .strip_prefix(input_topic.as_str())
+                .and_then(|s| s.strip_prefix(':'))
+                .and_then(|p| p.parse::<i32>().ok());
+            partition
+                .and_then(|p| positions.get(&p))
+                .is_none_or(|next| (*start as i64) >= *next)
+        });
+        if progress.seen.is_empty() {
+            progress.from = retrying(&self.settings, stop, "listing offsets", || {
+                self.access.list_offsets(&self.topic, OffsetSpec::Latest)
+            })
+            .await?;
+        }
+        let state = State {
+            offsets: progress.positions.iter().map(|(p, o)| (*p, *o)).collect(),
+        };
+        let checkpoint = Checkpoint {
+            state: serde_json::to_value(&state).map_err(|e| Error::Internal(e.to_string()))?,
+            output_topic: self.topic.clone(),
+            output_offsets: progress.from.clone(),
+            saved_ms: now_ms(),
+        };
+        retrying(&self.settings, stop, "saving a checkpoint", || {
+            self.checkpoints.save(&self.name, &checkpoint)
+        })
+        .await?;
+        progress.dirty = false;
+        progress.last_saved = Instant::now();
+        Ok(())
+    }
+}
+
+/// Milliseconds since the epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
