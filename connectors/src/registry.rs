@@ -81,10 +81,18 @@ impl ConnectorType {
     }
 }
 
-/// The one table of connector types, sorted by name then direction.
+/// The one table of connector types, sorted by name then direction; one line per connector.
+#[rustfmt::skip]
 pub const CONNECTORS: &[ConnectorType] = &[
-    // Entries arrive with their folders, one line each:
-    // ConnectorType { name: "file", summary: "...", build: Build::Source(crate::sources::file::build) },
+    ConnectorType { name: "file", summary: "writes rows to JSON-lines, CSV or Parquet files exactly once, appending or rolling", build: Build::Sink(crate::sinks::file::build) },
+    ConnectorType { name: "file", summary: "tails log files matched by a path or glob, through rotation", build: Build::Source(crate::sources::file::build) },
+    ConnectorType { name: "generator", summary: "makes synthetic JSON records at a given rate, repeatably from a seed", build: Build::Source(crate::sources::generator::build) },
+    ConnectorType { name: "http", summary: "POSTs rows to a webhook as NDJSON or a JSON array, retrying failures", build: Build::Sink(crate::sinks::http::build) },
+    ConnectorType { name: "http", summary: "takes JSON records POSTed to the HTTP API, answering once they are durable", build: Build::Source(crate::sources::http::build) },
+    ConnectorType { name: "postgres", summary: "writes rows to a PostgreSQL table exactly once, upserting by key", build: Build::Sink(crate::sinks::postgres::build) },
+    ConnectorType { name: "sqlite", summary: "writes rows to a SQLite table exactly once, upserting by key", build: Build::Sink(crate::sinks::sqlite::build) },
+    ConnectorType { name: "stdin", summary: "reads lines from standard input until its end", build: Build::Source(crate::sources::stdin::build) },
+    ConnectorType { name: "stdout", summary: "prints rows to standard output as JSON lines or raw values", build: Build::Sink(crate::sinks::stdout::build) },
 ];
 
 /// Looks a connector type up by name and direction.

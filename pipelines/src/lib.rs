@@ -1,22 +1,28 @@
-//! Brook's declarative pipelines: YAML files wiring sources, transforms and sinks. Today only the
-//! naming rules shared by pipelines and the topics they derive exist; the file model arrives
-//! with the log-ingestion issue.
+//! Brook's declarative pipelines: YAML files wiring sources, transforms and sinks. A file is
+//! parsed with positions (`yaml`), validated with every problem reported at its line and column
+//! (`validate`, `transforms`, `cases`, `sql`, `steps`), and becomes the [`Pipeline`] model
+//! (`model`) that the runtime runs and `explain` describes.
 
-/// Errors of the pipelines crate.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A pipeline or step name breaks the naming rules.
-    #[error("invalid name {name:?}: {reason}")]
-    InvalidName {
-        /// The name given.
-        name: String,
-        /// The rule it breaks.
-        reason: &'static str,
-    },
-}
+mod cases;
+pub mod diagnostic;
+pub mod error;
+pub mod explain;
+pub mod folder;
+pub mod load;
+pub mod model;
+pub mod sql;
+pub mod steps;
+mod transforms;
+pub mod validate;
+pub mod yaml;
+pub mod run;
+pub mod testing;
 
-/// Result with the pipelines' [`Error`].
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub use diagnostic::{Diagnostic, Diagnostics};
+pub use error::{Error, Result};
+pub use explain::{explain_mermaid, explain_text};
+pub use load::{load, load_str};
+pub use model::{ErrorPolicy, Location, Pipeline, SinkSpec, SourceSpec, TestCase, TransformSpec};
 
 /// Longest pipeline or step name; a derived topic `<pipeline>.<step>` stays under Kafka's 249.
 pub const MAX_NAME_CHARS: usize = 120;

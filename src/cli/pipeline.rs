@@ -66,6 +66,9 @@ pub struct RunArgs {
     /// clients can read the pipeline's topics while it runs.
     #[arg(long)]
     pub kafka_listen: Option<String>,
+    /// Serve the HTTP ingest endpoint for `http` sources on this address.
+    #[arg(long)]
+    pub http_listen: Option<String>,
     /// How often progress is logged, in seconds (0: never).
     #[arg(long, default_value_t = 10)]
     pub progress_interval_secs: u64,
@@ -183,6 +186,17 @@ async fn run_pipeline(args: RunArgs) -> anyhow::Result<()> {
             Arc::new(EmbeddedAccess::new(broker))
         }
     };
+    if let Some(addr) = &args.http_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the HTTP listener on {addr}"))?;
+        println!("listening http={}", listener.local_addr()?);
+        background.push(tokio::spawn(async move {
+            if let Err(e) = crate::http::serve_ingest(listener).await {
+                tracing::error!(error = %e, "the HTTP listener failed");
+            }
+        }));
+    }
     let running = run::start(&pipeline, access, RunnerSettings::default(), Parts::ALL).await?;
     println!("pipeline {} running ({})", pipeline.name, pipeline.file.display());
     use std::io::Write;

@@ -27,6 +27,9 @@ pub struct Args {
     /// A broker config by its Kafka name, e.g. `num.partitions=4`; repeatable.
     #[arg(long = "config", value_name = "KEY=VALUE")]
     pub configs: Vec<String>,
+    /// Run every pipeline file (`*.yaml`, `*.yml`) in this folder, following changes.
+    #[arg(long)]
+    pub pipelines: Option<PathBuf>,
 }
 
 /// Opens the data directory, binds the listener, prints `listening kafka=HOST:PORT` on stdout,
@@ -74,6 +77,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         jobs: jobs.clone(),
         access: jobs.access().clone(),
     };
+    let (stop_pipelines, pipelines_stop) = brook_connectors::runtime::Stop::new();
+    let pipelines = args.pipelines.clone().map(|dir| {
+        tokio::spawn(brook_pipelines::folder::watch(
+            dir,
+            jobs.access().clone(),
+            brook_connectors::runtime::RunnerSettings::default(),
+            pipelines_stop,
+        ))
+    });
     let http = tokio::spawn(crate::http::serve(http_listener, api, std::future::pending()));
     tracing::info!(listen = %http_bound, "http api started");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -82,6 +94,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     tracing::info!("shutting down");
+    let _ = stop_pipelines.send(true);
+    if let Some(pipelines) = pipelines {
+        let _ = pipelines.await;
+    }
     jobs.shutdown().await;
     let closing = broker.clone();
     tokio::task::spawn_blocking(move || closing.close()).await??;

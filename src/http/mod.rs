@@ -5,12 +5,14 @@
 //! - `POST /v1/statements` `{"sql": "..."}`: runs one statement (see `statements.rs`).
 //! - `GET /v1/queries`, `GET /v1/queries/{id}`, `DELETE /v1/queries/{id}`: query jobs.
 //! - `GET /v1/topics`: topics with their partition counts.
+//! - `POST /v1/pipelines/{pipeline}/sources/{source}`: records for an `http` source (`ingest.rs`).
 //! - `GET /healthz`: `{"status": "ok"}` while the server runs.
 //!
 //! Every error is `{"error": "..."}` (plus `line` and `column` when a statement is at fault)
 //! with 400 for user errors, 404 for unknown jobs and paths, 413 for oversize bodies, 503 when
 //! retrying may help, and 500 when Brook itself is at fault.
 
+mod ingest;
 mod queries;
 mod statements;
 
@@ -52,6 +54,12 @@ pub fn router(state: ApiState) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .with_state(state)
+        .merge(ingest::router())
+}
+
+/// Serves only the ingest route on `listener` (for `brook pipeline run`).
+pub async fn serve_ingest(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    axum::serve(listener, ingest::router()).await
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.
