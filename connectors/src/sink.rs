@@ -39,7 +39,12 @@ pub trait Sink: Send {
     /// good, with nothing of the batch written; the runner dead-letters it and writes the
     /// others again.
     async fn write(&mut self, batch: SinkBatch<'_>) -> Result<()>;
-    /// Called when no records arrived for a while and before shutting down: finishes time-based
-    /// work (closing a file that reached its roll age) and makes buffered writes durable.
+    /// Called before shutting down: makes buffered writes durable and stores their offsets
+    /// (closing open files).
     async fn flush(&mut self) -> Result<()>;
+    /// Called while no records arrive: time-based work only, such as closing a file that
+    /// reached its roll age.
+    async fn tick(&mut self) -> Result<()> {
+        Ok(())
+    }
 }

@@ -36,8 +36,13 @@ fn case(c: &mut Checker, item: &Node, kinds: &BTreeMap<String, Kind>) -> Option<
     let entries = c.mapping(item, "a test")?;
     let at = item.at.location();
     c.unknown_keys(entries, CASE_KEYS, "a test");
-    let name = c.required(entries, "name", at, "a test").and_then(|n| c.string(n, "\"name\""));
-    let sources = kinds.iter().filter(|(_, k)| **k == Kind::Source).map(|(n, _)| n.as_str());
+    let name = c
+        .required(entries, "name", at, "a test")
+        .and_then(|n| c.string(n, "\"name\""));
+    let sources = kinds
+        .iter()
+        .filter(|(_, k)| **k == Kind::Source)
+        .map(|(n, _)| n.as_str());
 
     let mut input = Vec::new();
     if let Some(node) = c.required(entries, "input", at, "a test") {

@@ -34,7 +34,9 @@ impl Diagnostic {
     /// line exists, then the hint.
     pub fn render(&self, source: Option<&str>) -> String {
         let mut out = self.headline();
-        let line_text = source.filter(|_| self.line > 0).and_then(|s| s.lines().nth(self.line - 1));
+        let line_text = source
+            .filter(|_| self.line > 0)
+            .and_then(|s| s.lines().nth(self.line - 1));
         if let Some(text) = line_text {
             let number = self.line.to_string();
             let pad = " ".repeat(number.len());
@@ -46,7 +48,10 @@ impl Diagnostic {
                 .take(before)
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
-            out.push_str(&format!("\n{pad} |\n{number} | {text}\n{pad} | {indent}{}", "^".repeat(width)));
+            out.push_str(&format!(
+                "\n{pad} |\n{number} | {text}\n{pad} | {indent}{}",
+                "^".repeat(width)
+            ));
         }
         if let Some(hint) = &self.hint {
             out.push_str(&format!("\n  = hint: {hint}"));

@@ -27,7 +27,11 @@ pub fn explain_text(p: &Pipeline) -> String {
             if s.partitions == 1 { "" } else { "s" }
         );
         if let Some(schema) = &s.schema {
-            let columns: Vec<String> = schema.fields().iter().map(|f| format!("{} {}", f.name(), f.data_type())).collect();
+            let columns: Vec<String> = schema
+                .fields()
+                .iter()
+                .map(|f| format!("{} {}", f.name(), f.data_type()))
+                .collect();
             let _ = writeln!(out, "    columns: {}", columns.join(", "));
         }
         let _ = writeln!(out, "    {}", policy(&s.on_error));
@@ -55,7 +59,11 @@ pub fn explain_text(p: &Pipeline) -> String {
 
     out.push_str("\nsinks\n");
     for s in &p.sinks {
-        let _ = writeln!(out, "  {} ({}) <- {} (topic {})", s.name, s.connector, s.input, s.input_topic);
+        let _ = writeln!(
+            out,
+            "  {} ({}) <- {} (topic {})",
+            s.name, s.connector, s.input, s.input_topic
+        );
         let _ = writeln!(out, "    {}", policy(&s.on_error));
     }
 
@@ -78,13 +86,26 @@ fn policy(p: &ErrorPolicy) -> String {
 pub fn explain_mermaid(p: &Pipeline) -> String {
     let mut out = String::from("graph LR\n");
     let id_of = |name: &str| -> Option<String> {
-        let source = p.sources.iter().position(|s| s.name == name).map(|i| format!("source{i}"));
-        source.or_else(|| p.transforms.iter().position(|t| t.name == name).map(|i| format!("transform{i}")))
+        let source = p
+            .sources
+            .iter()
+            .position(|s| s.name == name)
+            .map(|i| format!("source{i}"));
+        source.or_else(|| {
+            p.transforms
+                .iter()
+                .position(|t| t.name == name)
+                .map(|i| format!("transform{i}"))
+        })
     };
     let mut dead_letters = 0;
     let mut dead_letter = |out: &mut String, from: &str, policy: &ErrorPolicy| {
         if let ErrorPolicy::DeadLetter { topic } = policy {
-            let _ = writeln!(out, "  {from} -.->|dead letters| dlq{dead_letters}[[\"{}\"]]", label(topic));
+            let _ = writeln!(
+                out,
+                "  {from} -.->|dead letters| dlq{dead_letters}[[\"{}\"]]",
+                label(topic)
+            );
             dead_letters += 1;
         }
     };

@@ -26,12 +26,19 @@ pub fn load(path: &Path) -> Result<Pipeline, Diagnostics> {
         });
         diagnostics
     };
-    let size = std::fs::metadata(path).map_err(|e| fail(format!("cannot read the file: {e}")))?.len();
+    let size = std::fs::metadata(path)
+        .map_err(|e| fail(format!("cannot read the file: {e}")))?
+        .len();
     if size > MAX_FILE_BYTES {
-        return Err(fail(format!("the file has {size} bytes, more than the {MAX_FILE_BYTES} a pipeline file may have")));
+        return Err(fail(format!(
+            "the file has {size} bytes, more than the {MAX_FILE_BYTES} a pipeline file may have"
+        )));
     }
     let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read the file: {e}")))?;
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let base_dir = std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf());
     load_at(&text, &file, path.to_path_buf(), &base_dir)
 }

@@ -147,7 +147,12 @@ impl Pipeline {
     /// The topic a source or transform writes; None for sinks and unknown names.
     pub fn step_topic(&self, name: &str) -> Option<&str> {
         let source = self.sources.iter().find(|s| s.name == name).map(|s| s.topic.as_str());
-        source.or_else(|| self.transforms.iter().find(|t| t.name == name).map(|t| t.topic.as_str()))
+        source.or_else(|| {
+            self.transforms
+                .iter()
+                .find(|t| t.name == name)
+                .map(|t| t.topic.as_str())
+        })
     }
 
     /// The value columns of a source or transform: declared, or derived from the input's.

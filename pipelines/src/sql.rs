@@ -24,7 +24,17 @@ use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::Token;
 
 /// The column types a `schema:` may declare, as users write them (case-insensitive).
-pub const SQL_TYPES: &[&str] = &["BIGINT", "INT", "DOUBLE", "FLOAT", "TEXT", "VARCHAR", "BOOLEAN", "TIMESTAMP", "DATE"];
+pub const SQL_TYPES: &[&str] = &[
+    "BIGINT",
+    "INT",
+    "DOUBLE",
+    "FLOAT",
+    "TEXT",
+    "VARCHAR",
+    "BOOLEAN",
+    "TIMESTAMP",
+    "DATE",
+];
 
 /// The Arrow type of a declared column type, as DataFusion's `CREATE TABLE` maps it.
 pub fn sql_type(name: &str) -> Option<DataType> {
@@ -161,7 +171,10 @@ pub fn find_word(sql: &str, word: &str) -> Option<(usize, usize)> {
         let after = lower[i + target.len()..].chars().next();
         if !before.is_some_and(is_ident) && !after.is_some_and(is_ident) {
             let line_start = lower[..i].rfind('\n').map_or(0, |n| n + 1);
-            return Some((lower[..i].matches('\n').count() + 1, lower[line_start..i].chars().count() + 1));
+            return Some((
+                lower[..i].matches('\n').count() + 1,
+                lower[line_start..i].chars().count() + 1,
+            ));
         }
         from = i + target.len();
     }
@@ -284,7 +297,13 @@ impl Planner {
     /// `values` and the metadata columns (`_partition`, `_offset`, ...) they do not shadow, as a
     /// continuous query sees its source. Returns the value columns of the output: metadata
     /// columns that pass through unrenamed are left out.
-    pub fn plan(&self, statement: DfStatement, sql: &str, input: &str, values: &SchemaRef) -> Result<SchemaRef, SqlError> {
+    pub fn plan(
+        &self,
+        statement: DfStatement,
+        sql: &str,
+        input: &str,
+        values: &SchemaRef,
+    ) -> Result<SchemaRef, SqlError> {
         let metas: Vec<Meta> = Meta::ALL
             .into_iter()
             .filter(|m| values.field_with_name(m.name()).is_err())

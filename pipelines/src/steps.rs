@@ -72,7 +72,11 @@ pub fn compile(input: &str, steps: &[Step], columns: Option<&[String]>) -> Strin
         // two projections do not compose in one SELECT.
         if query.projection.is_some() {
             query = Query {
-                from: format!("({}) AS {}", query.render(known.as_deref()), quote_ident(&format!("_step{n}"))),
+                from: format!(
+                    "({}) AS {}",
+                    query.render(known.as_deref()),
+                    quote_ident(&format!("_step{n}"))
+                ),
                 projection: None,
                 filters: Vec::new(),
             };
@@ -150,7 +154,10 @@ mod tests {
     fn no_steps_read_everything() {
         assert_eq!(compile("access", &[], None), "SELECT * FROM \"access\"");
         let columns = names(&["a", "b"]);
-        assert_eq!(compile("access", &[], Some(&columns)), "SELECT \"a\", \"b\" FROM \"access\"");
+        assert_eq!(
+            compile("access", &[], Some(&columns)),
+            "SELECT \"a\", \"b\" FROM \"access\""
+        );
     }
 
     #[test]
@@ -201,6 +208,32 @@ mod tests {
             compile("access", &steps, Some(&columns)),
             "SELECT \"ts\" AS \"time\", \"host\" FROM (SELECT \"ts\", \"host\" FROM \"access\") AS \"_step1\""
         );
+    }
+
+    #[test]
+    fn every_compiled_form_plans_in_datafusion() {
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        let schema = std::sync::Arc::new(Schema::new(vec![
+            Field::new("ts", DataType::Utf8, true),
+            Field::new("host", DataType::Utf8, true),
+            Field::new("path", DataType::Utf8, true),
+        ]));
+        let steps = [
+            Step::Filter("host <> 'a'".into()),
+            Step::Drop(names(&["path"])),
+            Step::Rename(vec![("host".into(), "server".into())]),
+            Step::Compute(vec![("up".into(), "upper(server)".into()), ("ts".into(), "ts".into())]),
+        ];
+        let planner = crate::sql::Planner::new();
+        for columns in [None, Some(names(&["ts", "host", "path"]))] {
+            let sql = compile("web-logs", &steps, columns.as_deref());
+            let parsed = crate::sql::parse_select(&sql).unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+            let out = planner
+                .plan(parsed.statement, &sql, "web-logs", &schema)
+                .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+            let out: Vec<_> = out.fields().iter().map(|f| f.name().clone()).collect();
+            assert_eq!(out, ["up", "ts"], "{sql}");
+        }
     }
 
     #[test]

@@ -12,7 +12,15 @@ use crate::steps::{compile, Step};
 use crate::validate::{check_input, get, Checker, Kind};
 use crate::yaml::{position_in_scalar, Key, Node, Value};
 
-const TRANSFORM_KEYS: &[&str] = &["sql", "input", "steps", "topic", "partitions", "on_error", "dead_letter_topic"];
+const TRANSFORM_KEYS: &[&str] = &[
+    "sql",
+    "input",
+    "steps",
+    "topic",
+    "partitions",
+    "on_error",
+    "dead_letter_topic",
+];
 const STEP_KINDS: &[&str] = &["filter", "select", "drop", "rename"];
 /// The most steps one transform may have.
 pub const MAX_STEPS: usize = 100;
@@ -36,7 +44,11 @@ pub struct TransformDraft {
 
 enum Body {
     /// `sql:`, with its node for positions and the parsed statement when it parsed.
-    Sql { node: Node, text: String, parsed: Option<Parsed> },
+    Sql {
+        node: Node,
+        text: String,
+        parsed: Option<Box<Parsed>>,
+    },
     /// `input:` with `steps:`, each step with the node it was written as.
     Steps {
         input: String,
@@ -64,7 +76,7 @@ pub fn draft(c: &mut Checker, pipeline: &str, key: &Key, node: &Node) -> Option<
         (Some((_, sql_node)), None, None) => {
             let text = c.string(sql_node, "\"sql\"")?;
             let parsed = match parse_select(&text) {
-                Ok(parsed) => Some(parsed),
+                Ok(parsed) => Some(Box::new(parsed)),
                 Err(e) => {
                     c.sql_error(sql_node, &text, e, None);
                     None
@@ -78,7 +90,11 @@ pub fn draft(c: &mut Checker, pipeline: &str, key: &Key, node: &Node) -> Option<
         }
         (Some(_), Some((input_key, _)), _) => {
             let message = "a transform with sql reads the table its FROM clause names";
-            c.error(input_key.at.location(), message, Some("remove input, or replace sql with steps".into()));
+            c.error(
+                input_key.at.location(),
+                message,
+                Some("remove input, or replace sql with steps".into()),
+            );
             return None;
         }
         (Some(_), None, Some((steps_key, _))) => {
@@ -121,7 +137,11 @@ pub fn draft(c: &mut Checker, pipeline: &str, key: &Key, node: &Node) -> Option<
 fn parse_steps(c: &mut Checker, node: &Node) -> Option<Vec<(Step, Node)>> {
     let items = c.list(node, "\"steps\"")?;
     if items.len() > MAX_STEPS {
-        c.error(node.at.location(), format!("a transform has at most {MAX_STEPS} steps"), None);
+        c.error(
+            node.at.location(),
+            format!("a transform has at most {MAX_STEPS} steps"),
+            None,
+        );
         return None;
     }
     let mut steps = Vec::new();
@@ -136,15 +156,24 @@ fn parse_steps(c: &mut Checker, node: &Node) -> Option<Vec<(Step, Node)>> {
 }
 
 fn parse_step(c: &mut Checker, item: &Node) -> Option<Step> {
-    let hint = || Some("a step is one of {filter: <condition>}, {select: [...]}, {drop: [...]}, {rename: {old: new}}".into());
+    let hint =
+        || Some("a step is one of {filter: <condition>}, {select: [...]}, {drop: [...]}, {rename: {old: new}}".into());
     let entries = match &item.value {
         Value::Map(entries) if entries.len() == 1 => entries,
         Value::Map(entries) if entries.len() > 1 => {
-            c.error(entries[1].0.at.location(), "a step has one key: put each step in its own list item", hint());
+            c.error(
+                entries[1].0.at.location(),
+                "a step has one key: put each step in its own list item",
+                hint(),
+            );
             return None;
         }
         _ => {
-            c.error(item.at.location(), format!("a step must be a mapping, found {}", item.kind()), hint());
+            c.error(
+                item.at.location(),
+                format!("a step must be a mapping, found {}", item.kind()),
+                hint(),
+            );
             return None;
         }
     };
@@ -179,7 +208,11 @@ fn parse_step(c: &mut Checker, item: &Node) -> Option<Step> {
         }
         other => {
             let message = format!("unknown step \"{other}\"");
-            c.error(key.at.location(), message, suggest(other, "steps", STEP_KINDS.iter().copied()));
+            c.error(
+                key.at.location(),
+                message,
+                suggest(other, "steps", STEP_KINDS.iter().copied()),
+            );
             None
         }
     }
@@ -187,7 +220,11 @@ fn parse_step(c: &mut Checker, item: &Node) -> Option<Step> {
 
 fn non_empty<T>(c: &mut Checker, node: &Node, items: Vec<T>, step: &str) -> Option<Vec<T>> {
     if items.is_empty() {
-        c.error(node.at.location(), format!("\"{step}\" names at least one column"), None);
+        c.error(
+            node.at.location(),
+            format!("\"{step}\" names at least one column"),
+            None,
+        );
         return None;
     }
     Some(items)
@@ -349,7 +386,10 @@ fn input_of(c: &mut Checker, d: &TransformDraft, kinds: &BTreeMap<String, Kind>)
                 }
                 [table] => {
                     let Some(name) = &table.bare else {
-                        let message = format!("unknown table \"{}\": a transform reads a source or a transform by its name", table.name);
+                        let message = format!(
+                            "unknown table \"{}\": a transform reads a source or a transform by its name",
+                            table.name
+                        );
                         c.error(at(c, table), message, None);
                         return None;
                     };

@@ -86,7 +86,11 @@ impl Checker<'_> {
             Value::Map(entries) => Some(entries),
             Value::Null => Some(&[]),
             _ => {
-                self.error(node.at.location(), format!("{what} must be a mapping, found {}", node.kind()), None);
+                self.error(
+                    node.at.location(),
+                    format!("{what} must be a mapping, found {}", node.kind()),
+                    None,
+                );
                 None
             }
         }
@@ -98,7 +102,11 @@ impl Checker<'_> {
             Value::Seq(items) => Some(items),
             Value::Null => Some(&[]),
             _ => {
-                self.error(node.at.location(), format!("{what} must be a list, found {}", node.kind()), None);
+                self.error(
+                    node.at.location(),
+                    format!("{what} must be a list, found {}", node.kind()),
+                    None,
+                );
                 None
             }
         }
@@ -109,7 +117,11 @@ impl Checker<'_> {
         match &node.value {
             Value::Str(s) => Some(s.clone()),
             _ => {
-                self.error(node.at.location(), format!("{what} must be a string, found {}", node.kind()), None);
+                self.error(
+                    node.at.location(),
+                    format!("{what} must be a string, found {}", node.kind()),
+                    None,
+                );
                 None
             }
         }
@@ -125,7 +137,11 @@ impl Checker<'_> {
             Value::Float(f) => Some(f.to_string()),
             Value::Bool(b) => Some(b.to_string()),
             _ => {
-                self.error(node.at.location(), format!("{what} must be SQL text, found {}", node.kind()), None);
+                self.error(
+                    node.at.location(),
+                    format!("{what} must be SQL text, found {}", node.kind()),
+                    None,
+                );
                 None
             }
         }
@@ -189,7 +205,11 @@ impl Checker<'_> {
         let (_, node) = get(entries, key)?;
         let topic = self.string(node, &format!("\"{key}\""))?;
         if let Err(reason) = check_topic(&topic) {
-            self.error(node.at.location(), format!("invalid topic name \"{topic}\": {reason}"), None);
+            self.error(
+                node.at.location(),
+                format!("invalid topic name \"{topic}\": {reason}"),
+                None,
+            );
             return None;
         }
         Some((topic, node.at.location()))
@@ -234,7 +254,11 @@ impl Checker<'_> {
         match (fail, dead_letter_topic) {
             (true, Some((_, at))) => {
                 let message = "a dead-letter topic is set but on_error is fail";
-                self.error(at, message, Some("remove dead_letter_topic, or use on_error: dead_letter".into()));
+                self.error(
+                    at,
+                    message,
+                    Some("remove dead_letter_topic, or use on_error: dead_letter".into()),
+                );
                 ErrorPolicy::Fail
             }
             (true, None) => ErrorPolicy::Fail,
@@ -259,7 +283,10 @@ pub fn check_topic(topic: &str) -> Result<(), &'static str> {
     if topic.len() > MAX_TOPIC_CHARS {
         return Err("a topic name has at most 249 characters");
     }
-    if !topic.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+    if !topic
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
         return Err("use ASCII letters, digits, '.', '_' and '-'");
     }
     Ok(())
@@ -449,19 +476,21 @@ pub fn check_input(
     match kinds.get(input) {
         Some(Kind::Source | Kind::Transform) => true,
         Some(Kind::Sink) => {
-            let message = format!("\"{input}\" is a sink, which writes no topic: a {} reads a source or a transform", reader.name());
+            let message = format!(
+                "\"{input}\" is a sink, which writes no topic: a {} reads a source or a transform",
+                reader.name()
+            );
             c.error(at, message, None);
             false
         }
         None => {
-            let readable = kinds
-                .iter()
-                .filter(|(_, k)| **k != Kind::Sink)
-                .map(|(n, _)| n.as_str());
+            let readable = kinds.iter().filter(|(_, k)| **k != Kind::Sink).map(|(n, _)| n.as_str());
             let mut hint = suggest(input, "sources and transforms", readable.clone());
             let differs_in_case = |n: &&str| n.to_lowercase() == input.to_lowercase() && *n != input;
             if let Some(exact) = readable.clone().find(differs_in_case).filter(|_| from_sql) {
-                hint = Some(format!("write \"{exact}\" in double quotes: SQL lower-cases unquoted names"));
+                hint = Some(format!(
+                    "write \"{exact}\" in double quotes: SQL lower-cases unquoted names"
+                ));
             }
             c.error(at, format!("unknown input \"{input}\""), hint);
             false
@@ -484,16 +513,30 @@ fn connector_config(c: &mut Checker, entries: &[(Key, Node)], own: &[&str]) -> s
 }
 
 /// The registered connector type of `type:`, or a problem listing the known ones.
-fn connector_type(c: &mut Checker, entries: &[(Key, Node)], owner: Location, what: &str, direction: Direction) -> Option<String> {
+fn connector_type(
+    c: &mut Checker,
+    entries: &[(Key, Node)],
+    owner: Location,
+    what: &str,
+    direction: Direction,
+) -> Option<String> {
     let node = c.required(entries, "type", owner, what)?;
     let connector = c.string(node, "\"type\"")?;
     if brook_connectors::find(&connector, direction).is_ok() {
         return Some(connector);
     }
     let known = CONNECTORS.iter().filter(|t| t.direction() == direction).map(|t| t.name);
-    let other = if direction == Direction::Source { Direction::Sink } else { Direction::Source };
+    let other = if direction == Direction::Source {
+        Direction::Sink
+    } else {
+        Direction::Source
+    };
     let hint = if brook_connectors::find(&connector, other).is_ok() {
-        Some(format!("\"{connector}\" is a {} type, not a {} type", other.name(), direction.name()))
+        Some(format!(
+            "\"{connector}\" is a {} type, not a {} type",
+            other.name(),
+            direction.name()
+        ))
     } else if known.clone().next().is_none() {
         Some(format!("no {} types are registered", direction.name()))
     } else {
@@ -505,7 +548,13 @@ fn connector_type(c: &mut Checker, entries: &[(Key, Node)], owner: Location, wha
 }
 
 /// Reports a connector's refusal of its configuration at the key it names, else at `type:`.
-fn connector_error(c: &mut Checker, e: brook_connectors::Error, entries: &[(Key, Node)], own: &[&str], direction: Direction) {
+fn connector_error(
+    c: &mut Checker,
+    e: brook_connectors::Error,
+    entries: &[(Key, Node)],
+    own: &[&str],
+    direction: Direction,
+) {
     let type_at = get(entries, "type").map_or(Location::default(), |(k, _)| k.at.location());
     let (connector, message) = match e {
         brook_connectors::Error::Config { connector, message } => (connector.to_string(), message),
@@ -513,11 +562,18 @@ fn connector_error(c: &mut Checker, e: brook_connectors::Error, entries: &[(Key,
     };
     // serde names fields in backticks: "unknown field `pathx`, expected one of `path`, `format`".
     let named: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
-    if let Some(unknown) = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next()) {
+    if let Some(unknown) = message
+        .strip_prefix("unknown field `")
+        .and_then(|m| m.split('`').next())
+    {
         if let Some((key, _)) = get(entries, unknown) {
             let known: Vec<&str> = named.iter().skip(1).copied().chain(own.iter().copied()).collect();
             let message = format!("unknown key \"{unknown}\" for a {connector} {}", direction.name());
-            c.error(key.at.location(), message, suggest(unknown, "keys", known.iter().copied()));
+            c.error(
+                key.at.location(),
+                message,
+                suggest(unknown, "keys", known.iter().copied()),
+            );
             return;
         }
     }
@@ -527,7 +583,11 @@ fn connector_error(c: &mut Checker, e: brook_connectors::Error, entries: &[(Key,
         .chain(quoted.iter())
         .find_map(|n| get(entries, n))
         .map_or(type_at, |(k, _)| k.at.location());
-    let prefix = if connector.is_empty() { String::new() } else { format!("{connector} {}: ", direction.name()) };
+    let prefix = if connector.is_empty() {
+        String::new()
+    } else {
+        format!("{connector} {}: ", direction.name())
+    };
     c.error(at, format!("{prefix}{message}"), None);
 }
 

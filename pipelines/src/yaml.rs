@@ -295,14 +295,20 @@ impl<'de> Visitor<'de> for RawVisitor {
 /// leaves the match where it was.
 pub fn position_in_scalar(text: &str, node: &Node, value: &str, line: usize, column: usize) -> Location {
     let start = node.at.location();
-    let Some(offset) = node.at.byte_offset.filter(|o| *o <= text.len() && text.is_char_boundary(*o)) else {
+    let Some(offset) = node
+        .at
+        .byte_offset
+        .filter(|o| *o <= text.len() && text.is_char_boundary(*o))
+    else {
         return start;
     };
     let end = node
         .at
         .byte_len
         .map_or(text.len(), |len| (offset + len).min(text.len()));
-    let end = (end..=text.len()).find(|e| text.is_char_boundary(*e)).unwrap_or(text.len());
+    let end = (end..=text.len())
+        .find(|e| text.is_char_boundary(*e))
+        .unwrap_or(text.len());
     let source: Vec<(usize, char)> = text[offset..end].char_indices().collect();
 
     // The character index in `value` that the position names.

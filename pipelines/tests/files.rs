@@ -102,7 +102,10 @@ fn golden(path: &Path, suffix: &str, actual: &str) -> Result<(), String> {
     }
     match std::fs::read_to_string(&golden) {
         Ok(expected) if expected == actual => Ok(()),
-        Ok(expected) => Err(format!("{} differs:\n--- expected\n{expected}\n--- actual\n{actual}", golden.display())),
+        Ok(expected) => Err(format!(
+            "{} differs:\n--- expected\n{expected}\n--- actual\n{actual}",
+            golden.display()
+        )),
         Err(_) => Ok(()),
     }
 }

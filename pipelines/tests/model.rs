@@ -21,30 +21,69 @@ fn web_errors_becomes_sources_transforms_and_sinks_with_derived_topics() {
     let p = valid("web-errors.yaml");
     assert_eq!(p.name, "web-errors");
     assert_eq!(p.description, None);
-    assert!(p.base_dir.is_absolute() && p.base_dir.ends_with("tests/valid"), "{}", p.base_dir.display());
+    assert!(
+        p.base_dir.is_absolute() && p.base_dir.ends_with("tests/valid"),
+        "{}",
+        p.base_dir.display()
+    );
 
-    let [access] = p.sources.as_slice() else { panic!("one source") };
+    let [access] = p.sources.as_slice() else {
+        panic!("one source")
+    };
     assert_eq!(access.name, "access");
     assert_eq!(access.connector, "file");
     assert_eq!(access.topic, "web-errors.access");
     assert_eq!(access.partitions, 1);
     assert!(access.schema.is_none());
-    assert_eq!(access.on_error, ErrorPolicy::DeadLetter { topic: "web-errors.access.dlq".into() });
-    assert_eq!(access.config, json!({"path": "./logs/access*.log", "format": "json", "start": "beginning"}));
+    assert_eq!(
+        access.on_error,
+        ErrorPolicy::DeadLetter {
+            topic: "web-errors.access.dlq".into()
+        }
+    );
+    assert_eq!(
+        access.config,
+        json!({"path": "./logs/access*.log", "format": "json", "start": "beginning"})
+    );
     assert_eq!(access.at, Location { line: 3, column: 3 });
 
-    let [errors] = p.transforms.as_slice() else { panic!("one transform") };
-    assert_eq!((errors.input.as_str(), errors.input_topic.as_str()), ("access", "web-errors.access"));
-    assert_eq!(errors.sql, "SELECT ts, host, path, status FROM access WHERE status >= 500");
+    let [errors] = p.transforms.as_slice() else {
+        panic!("one transform")
+    };
+    assert_eq!(
+        (errors.input.as_str(), errors.input_topic.as_str()),
+        ("access", "web-errors.access")
+    );
+    assert_eq!(
+        errors.sql,
+        "SELECT ts, host, path, status FROM access WHERE status >= 500"
+    );
     assert_eq!(errors.topic, "web-errors.errors");
-    assert_eq!(errors.on_error, ErrorPolicy::DeadLetter { topic: "web-errors.errors.dlq".into() });
+    assert_eq!(
+        errors.on_error,
+        ErrorPolicy::DeadLetter {
+            topic: "web-errors.errors.dlq".into()
+        }
+    );
 
-    let names: Vec<_> = p.sinks.iter().map(|s| (s.name.as_str(), s.connector.as_str())).collect();
+    let names: Vec<_> = p
+        .sinks
+        .iter()
+        .map(|s| (s.name.as_str(), s.connector.as_str()))
+        .collect();
     assert_eq!(names, [("db", "sqlite"), ("archive", "file")]);
     let db = &p.sinks[0];
-    assert_eq!((db.input.as_str(), db.input_topic.as_str()), ("errors", "web-errors.errors"));
+    assert_eq!(
+        (db.input.as_str(), db.input_topic.as_str()),
+        ("errors", "web-errors.errors")
+    );
     assert_eq!(db.config, json!({"path": "./out/errors.db", "table": "errors"}));
-    assert_eq!(db.on_error, ErrorPolicy::DeadLetter { topic: "web-errors.db.dlq".into() });
+    assert_eq!(
+        db.on_error,
+        ErrorPolicy::DeadLetter {
+            topic: "web-errors.db.dlq".into()
+        }
+    );
 
     assert_eq!(p.step_topic("errors"), Some("web-errors.errors"));
     assert_eq!(p.step_topic("db"), None);
@@ -55,11 +94,17 @@ fn web_errors_becomes_sources_transforms_and_sinks_with_derived_topics() {
 #[test]
 fn steps_compile_to_sql_and_derive_schemas_and_tests_are_read() {
     let p = valid("steps.yaml");
-    assert_eq!(p.description.as_deref(), Some("Slow checkouts, renamed for the dashboard"));
+    assert_eq!(
+        p.description.as_deref(),
+        Some("Slow checkouts, renamed for the dashboard")
+    );
     let orders = &p.sources[0];
     assert_eq!((orders.topic.as_str(), orders.partitions), ("shop.orders", 3));
     assert_eq!(orders.on_error, ErrorPolicy::Fail);
-    assert_eq!(column_names(&p, "orders"), ["order_id", "customer", "total", "latency_ms", "placed"]);
+    assert_eq!(
+        column_names(&p, "orders"),
+        ["order_id", "customer", "total", "latency_ms", "placed"]
+    );
 
     let slow = &p.transforms[0];
     assert_eq!(slow.name, "slow");
@@ -69,7 +114,12 @@ fn steps_compile_to_sql_and_derive_schemas_and_tests_are_read() {
         "SELECT \"order_id\", \"customer\", \"latency_ms\" AS \"wait_ms\" FROM (SELECT \"order_id\", \"customer\", \
          \"latency_ms\" FROM \"orders\" WHERE (latency_ms > 2000)) AS \"_step2\""
     );
-    assert_eq!(slow.on_error, ErrorPolicy::DeadLetter { topic: "shop.slow.errors".into() });
+    assert_eq!(
+        slow.on_error,
+        ErrorPolicy::DeadLetter {
+            topic: "shop.slow.errors".into()
+        }
+    );
     assert_eq!(column_names(&p, "slow"), ["order_id", "customer", "wait_ms"]);
     assert_eq!(column_names(&p, "cents"), ["wait_s"]);
     assert_eq!(p.sinks[0].on_error, ErrorPolicy::Fail);
@@ -80,7 +130,11 @@ fn steps_compile_to_sql_and_derive_schemas_and_tests_are_read() {
     assert_eq!(source, "orders");
     assert_eq!(records[0]["latency_ms"], json!(2500));
     assert_eq!(records[2], json!("not json"));
-    let expected: Vec<_> = case.expect.iter().map(|(step, rows)| (step.as_str(), rows.len())).collect();
+    let expected: Vec<_> = case
+        .expect
+        .iter()
+        .map(|(step, rows)| (step.as_str(), rows.len()))
+        .collect();
     assert_eq!(expected, [("slow", 1), ("out", 1)]);
     assert_eq!(case.expect_dead_letters, [("slow".to_string(), 0)]);
 }
@@ -105,9 +159,15 @@ fn diagnostics_name_the_file_and_show_the_line() {
         rendered.contains("p.yaml:6:5: error: unknown key \"partitons\" for a file source"),
         "{rendered}"
     );
-    assert!(rendered.contains("6 |     partitons: 2\n  |     ^^^^^^^^^"), "{rendered}");
+    assert!(
+        rendered.contains("6 |     partitons: 2\n  |     ^^^^^^^^^"),
+        "{rendered}"
+    );
     assert!(rendered.contains("= hint: did you mean \"partitions\"?"), "{rendered}");
-    assert!(rendered.contains("p.yaml:7:1: error: a pipeline needs at least one sink"), "{rendered}");
+    assert!(
+        rendered.contains("p.yaml:7:1: error: a pipeline needs at least one sink"),
+        "{rendered}"
+    );
     assert!(rendered.ends_with("2 errors"), "{rendered}");
 }
 
@@ -117,5 +177,9 @@ fn an_unreadable_file_is_one_diagnostic_without_a_position() {
     let d = load(&missing).expect_err("missing");
     assert_eq!(d.items.len(), 1);
     assert_eq!((d.items[0].line, d.items[0].column), (0, 0));
-    assert!(d.to_string().starts_with("/nonexistent/brook/pipeline.yaml: error: cannot read the file"), "{d}");
+    assert!(
+        d.to_string()
+            .starts_with("/nonexistent/brook/pipeline.yaml: error: cannot read the file"),
+        "{d}"
+    );
 }

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod pipeline;
+
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};

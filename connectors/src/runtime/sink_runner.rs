@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use brook_broker::access::{ConsumerRecord, OffsetSpec, OutRecord, TopicAccess};
 use brook_engine::dlq::dead_letter;
@@ -21,9 +20,6 @@ use super::produce::write_dead_letters;
 use super::{retrying, ErrorPolicy, Halt, RunnerSettings, StepState, StepStatus, Stop};
 use crate::error::{Error, Result};
 use crate::sink::{Sink, SinkBatch};
-
-/// How long a sink may go without records before it is asked to flush.
-const IDLE_FLUSH_MS: u64 = 1000;
 
 /// Runs one sink of a pipeline.
 pub struct SinkRunner {
@@ -92,8 +88,6 @@ impl SinkRunner {
         self.status.set_state(StepState::Running);
         tracing::info!(step = %self.name, topic = %self.topic, stores_offsets, "sink started");
         let mut schema: Option<SchemaRef> = self.format.schema.clone();
-        let mut last_records = Instant::now();
-        let mut flushed = true;
         loop {
             self.stop.check()?;
             let round = tokio::select! {
@@ -123,14 +117,9 @@ impl SinkRunner {
                 }
             }
             if round.records.is_empty() {
-                if !flushed && last_records.elapsed() >= Duration::from_millis(IDLE_FLUSH_MS) {
-                    self.sink.get_mut().flush().await.map_err(Halt::Failed)?;
-                    flushed = true;
-                }
+                self.sink.get_mut().tick().await.map_err(Halt::Failed)?;
                 continue;
             }
-            last_records = Instant::now();
-            flushed = false;
             let records = round.records;
             let mut next: BTreeMap<i32, i64> = BTreeMap::new();
             for r in &records {
@@ -164,9 +153,21 @@ impl SinkRunner {
             .map(|(_, p, o)| (p, o))
             .collect(),
         };
+        let latest = self.offsets(OffsetSpec::Latest).await?;
         for (p, o) in resume {
             let floor = earliest.get(&p).copied().unwrap_or(0);
-            positions.insert(p, o.max(floor));
+            match latest.get(&p) {
+                Some(end) if o > *end => {
+                    // The topic holds less than the target says it wrote: it was deleted and
+                    // made again (a new data directory, say). Reading it all again may write
+                    // rows twice; skipping would lose its records.
+                    tracing::warn!(step = %self.name, topic = %self.topic, partition = p, stored = o, end, "stored offset is past the end of the topic, which must have been recreated; reading it from the earliest");
+                    positions.insert(p, floor);
+                }
+                _ => {
+                    positions.insert(p, o.max(floor));
+                }
+            }
         }
         Ok(positions)
     }

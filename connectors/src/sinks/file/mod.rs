@@ -279,6 +279,15 @@ impl Sink for FileSink {
             })
             .await?
     }
+
+    async fn tick(&mut self) -> Result<()> {
+        self.mode
+            .run(|mode| match mode {
+                Mode::Append(_) => Ok(()),
+                Mode::Rolling(w) => w.tick(),
+            })
+            .await?
+    }
 }
 
 /// Runs closures over a value on tokio's blocking pool, moving it there and back.

@@ -269,6 +269,14 @@ impl RollingWriter {
         Ok(())
     }
 
+    /// Finishes the open files when one has reached the roll age.
+    pub fn tick(&mut self) -> Result<()> {
+        if self.aged() {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
     /// Whether an open file has reached the roll age.
     fn aged(&self) -> bool {
         let age = Duration::from_millis(self.limits.age_ms);

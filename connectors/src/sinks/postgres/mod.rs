@@ -165,6 +165,17 @@ impl PostgresSink {
             .ok_or_else(|| Error::Internal("the postgres connection vanished".to_string()))
     }
 
+    /// Forgets what a failed call may have made stale: the table's columns, and the connection
+    /// after a retriable error (the client may not have noticed yet that the server closed it).
+    fn after<T>(&mut self, result: &Result<T>) {
+        if let Err(e) = result {
+            self.columns = None;
+            if e.is_retriable() {
+                self.client = None;
+            }
+        }
+    }
+
     /// Creates the schema and `_brook_offsets` when allowed, or checks that `_brook_offsets`
     /// exists, and reads this sink's offsets for `topic`.
     async fn read_offsets(&mut self, topic: &str) -> Result<Vec<(i32, i64)>> {
@@ -203,14 +214,14 @@ impl PostgresSink {
 #[async_trait]
 impl Sink for PostgresSink {
     async fn open(&mut self, topic: &str) -> Result<Option<Vec<(i32, i64)>>> {
-        self.read_offsets(topic).await.map(Some)
+        let result = self.read_offsets(topic).await;
+        self.after(&result);
+        result.map(Some)
     }
 
     async fn write(&mut self, batch: SinkBatch<'_>) -> Result<()> {
         let result = self.write_batch(batch).await;
-        if result.is_err() {
-            self.columns = None;
-        }
+        self.after(&result);
         result
     }
 
