@@ -47,6 +47,8 @@ pub enum Command {
     Consume(ConsumeArgs),
     /// Records/s of SQL over JSON records in a topic, beside DataFusion over a local file.
     Sql(super::bench_sql::SqlArgs),
+    /// Lines/s from a growing log file into a topic and on to SQLite, PostgreSQL or a file.
+    Ingest(super::bench_ingest::IngestArgs),
 }
 
 /// `bench produce`.
@@ -107,6 +109,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Command::Produce(a) => produce(&args.bootstrap_server, a).await,
         Command::Consume(a) => consume(&args.bootstrap_server, a).await,
         Command::Sql(a) => super::bench_sql::run(&args.bootstrap_server, a).await,
+        Command::Ingest(a) => super::bench_ingest::run(a).await,
     }
 }
 

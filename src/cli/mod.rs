@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_ingest;
 mod bench_sql;
 mod consume;
 mod groups;

@@ -140,16 +140,6 @@ impl Model {
     }
 
     fn apply(&mut self, op: Op) {
-        eprintln!("OP {op:?} live={:?}", self.live);
-        let before = self.committed.len() + self.uncommitted.len();
-        self.apply_inner(op);
-        for i in &(self.committed.iter().chain(&self.uncommitted).collect::<Vec<_>>())[before.min(self.committed.len() + self.uncommitted.len())..] {
-            eprintln!("   item {:?} {:?}", texts(&[(*i).clone()]), i.position());
-        }
-        eprintln!("   cp {}", self.driver.tailer.checkpoint());
-    }
-
-    fn apply_inner(&mut self, op: Op) {
         match op {
             Op::Append { file, lines } => {
                 let i = self.pick(file);
@@ -259,15 +249,4 @@ proptest! {
         }
         model.check()?;
     }
-}
-
-#[test]
-fn debug_case() {
-    let ops = vec![Op::Append { file: 0, lines: 1 }, Op::Create { lines: 0 }, Op::Append { file: 6399656862357035233, lines: 1 }, Op::Append { file: 0, lines: 1 }, Op::Append { file: 0, lines: 1 }, Op::Truncate { file: 10763773827960899492 }, Op::Create { lines: 0 }, Op::Create { lines: 0 }, Op::Append { file: 1051815316546244230, lines: 1 }, Op::Restart, Op::Delete { file: 13706941061028031610, lines: 0 }, Op::Append { file: 665205346085365829, lines: 3 }, Op::Delete { file: 6473024285379118064, lines: 1 }, Op::Append { file: 2950014212765519803, lines: 1 }, Op::Truncate { file: 2730861553932402959 }, Op::Append { file: 2565641763384592477, lines: 2 }, Op::Restart];
-    let dir = tempfile::tempdir().unwrap();
-    let mut model = Model::new(dir.path(), 4, 7, 1000);
-    for op in ops { model.apply(op); }
-    eprintln!("CHECK");
-    model.drain();
-    for i in &model.uncommitted { eprintln!("   item {:?} {:?}", texts(&[i.clone()]), i.position()); }
 }

@@ -224,10 +224,19 @@ impl Tracked {
         let len = file.metadata()?.len();
         self.len = len;
         let pos = self.stream.pos();
-        if !self.replaced && len > pos && !self.carry.is_empty() {
-            let mut now = vec![0; self.carry.len()];
-            let got = read_full_at(file, &mut now, pos - self.carry.len() as u64)?;
-            self.replaced = got < now.len() || now != self.carry;
+        if !self.replaced && len > pos {
+            let want = pos.min(TAIL_BYTES as u64) as usize;
+            let mut before = vec![0; want.max(self.carry.len())];
+            let from = pos - before.len() as u64;
+            let got = read_full_at(file, &mut before, from)?;
+            if self.carry.len() < want {
+                // Resumed without the bytes before the offset (they were checked against the
+                // checkpoint's tail when opened): load them.
+                before.truncate(got);
+                self.carry = before;
+            } else {
+                self.replaced = got < before.len() || before != self.carry;
+            }
         }
         if self.replaced || len < pos {
             // Truncated (or another file under the inode): the old stream ends with what it
