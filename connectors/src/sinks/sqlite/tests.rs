@@ -277,6 +277,21 @@ async fn unsupported_types_and_missing_tables_are_config_errors() {
         other => panic!("expected a Config error, got {other:?}"),
     }
 
+    // A key needs a unique index on an existing table to upsert against.
+    Connection::open(db_path(dir.path()))
+        .and_then(|c| c.execute("CREATE TABLE plain (id INTEGER, name TEXT)", []))
+        .expect("creating the table");
+    let mut sink = super::build(
+        &ctx(dir.path(), "p.bad"),
+        json!({"path": "db/out.sqlite", "table": "plain", "key": ["id"]}),
+    )
+    .expect("valid");
+    sink.open("in").await.expect("open");
+    match write(sink.as_mut(), &rows, 0, 0).await {
+        Err(Error::Config { message, .. }) => assert!(message.contains("ON CONFLICT"), "{message}"),
+        other => panic!("expected a Config error, got {other:?}"),
+    }
+
     let other = tempfile::tempdir().expect("tempdir");
     let mut sink = super::build(
         &ctx(other.path(), "p.bad"),
