@@ -140,16 +140,6 @@ impl Model {
     }
 
     fn apply(&mut self, op: Op) {
-        eprintln!("OP {op:?} live={:?}", self.live);
-        let before = self.committed.len() + self.uncommitted.len();
-        self.apply_inner(op);
-        for i in &(self.committed.iter().chain(&self.uncommitted).collect::<Vec<_>>())[before.min(self.committed.len() + self.uncommitted.len())..] {
-            eprintln!("   item {:?} {:?}", texts(&[(*i).clone()]), i.position());
-        }
-        eprintln!("   cp {}", self.driver.tailer.checkpoint());
-    }
-
-    fn apply_inner(&mut self, op: Op) {
         match op {
             Op::Append { file, lines } => {
                 let i = self.pick(file);
@@ -259,17 +249,4 @@ proptest! {
         }
         model.check()?;
     }
-}
-
-#[test]
-fn debug_case() {
-    let ops = vec![Op::Append { file: 0, lines: 1 }, Op::Create { lines: 1 }, Op::Create { lines: 2 }, Op::Create { lines: 2 }, Op::Rotate { file: 14880205055675962265 }, Op::Append { file: 1724626641397381722, lines: 3 }, Op::Append { file: 6185251556753854069, lines: 1 }, Op::Create { lines: 0 }, Op::CopyTruncate { file: 11889623398705278441 }, Op::Append { file: 13315763241167804601, lines: 1 }, Op::Restart];
-    let dir = tempfile::tempdir().unwrap();
-    let mut model = Model::new(dir.path(), 4, 7, 2);
-    for op in ops { model.apply(op); }
-    eprintln!("CHECK");
-    model.drain();
-    for i in &model.uncommitted { eprintln!("   item {:?} {:?}", texts(&[i.clone()]), i.position()); }
-    model.commit();
-    eprintln!("{:?}", model.check());
 }

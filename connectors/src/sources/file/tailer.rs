@@ -438,13 +438,13 @@ fn with_len(mut t: Tracked, len: u64) -> Tracked {
     t
 }
 
-/// Whether a closed file must be opened: it left the glob, or its length changed.
+/// Whether a closed file must be opened: it left the glob, or it may hold news.
 fn needs_open(t: &Tracked) -> bool {
     if t.orphan_since.is_some() {
         return true;
     }
     match std::fs::metadata(&t.path) {
-        Ok(meta) => FileKey::of(&meta) == t.key && (t.gzip || t.has_news(meta.len())),
+        Ok(meta) => FileKey::of(&meta) == t.key && (t.gzip || t.has_news(meta.len(), meta.modified().ok())),
         Err(_) => false,
     }
 }

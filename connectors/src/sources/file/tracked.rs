@@ -98,6 +98,8 @@ pub struct Tracked {
     pub done: bool,
     /// The file's length when last looked at.
     pub len: u64,
+    /// The file's modification time when last looked at.
+    pub mtime: Option<std::time::SystemTime>,
     /// Whether a failure to read it was logged since it last worked.
     pub warned: bool,
 }
@@ -123,6 +125,7 @@ impl Tracked {
             last_used: 0,
             done: false,
             len: 0,
+            mtime: None,
             warned: false,
         }
     }
@@ -166,9 +169,10 @@ impl Tracked {
         }
     }
 
-    /// Whether the stream offset read so far differs from the length `len`.
-    pub fn has_news(&self, len: u64) -> bool {
-        len != self.stream.pos()
+    /// Whether a file of length `len` modified at `mtime` may hold news: its length is not the
+    /// offset read so far, or it was written to since it was last looked at.
+    pub fn has_news(&self, len: u64, mtime: Option<std::time::SystemTime>) -> bool {
+        len != self.stream.pos() || mtime != self.mtime
     }
 
     /// Opens the file at its path; false if the path now holds another file. A file with an
@@ -221,22 +225,25 @@ impl Tracked {
 
     fn step_plain(&mut self, env: &mut Env<'_>) -> io::Result<()> {
         let Some(Handle::Plain(file)) = &self.handle else { return Ok(()) };
-        let len = file.metadata()?.len();
+        let meta = file.metadata()?;
+        let len = meta.len();
         self.len = len;
+        let touched = meta.modified().ok() != self.mtime;
+        self.mtime = meta.modified().ok();
         let pos = self.stream.pos();
-        if !self.replaced && len > pos {
-            let want = pos.min(TAIL_BYTES as u64) as usize;
-            let mut before = vec![0; want.max(self.carry.len())];
-            let from = pos - before.len() as u64;
-            let got = read_full_at(file, &mut before, from)?;
-            if self.carry.len() < want {
-                // Resumed without the bytes before the offset (they were checked against the
-                // checkpoint's tail when opened): load them.
-                before.truncate(got);
-                self.carry = before;
-            } else {
-                self.replaced = got < before.len() || before != self.carry;
-            }
+        let want = pos.min(TAIL_BYTES as u64) as usize;
+        if !self.replaced && pos > 0 && self.carry.len() >= want && (len > pos || touched) {
+            // Written to: check that the bytes before the offset are still those read.
+            let mut before = vec![0; self.carry.len()];
+            let got = read_full_at(file, &mut before, pos - self.carry.len() as u64)?;
+            self.replaced = got < before.len() || before != self.carry;
+        } else if !self.replaced && len > pos && self.carry.len() < want {
+            // Resumed without the bytes before the offset (they were checked against the
+            // checkpoint's tail when opened): load them.
+            let mut before = vec![0; want];
+            let got = read_full_at(file, &mut before, pos - want as u64)?;
+            before.truncate(got);
+            self.carry = before;
         }
         if self.replaced || len < pos {
             // Truncated (or another file under the inode): the old stream ends with what it
