@@ -339,3 +339,21 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn a_stdin_pipeline_ends_when_its_input_does_with_everything_written() {
+    let dir = TestDir::new();
+    let root = dir.path();
+    std::fs::write(
+        root.join("stdin.yaml"),
+        "name: from-stdin\nsources:\n  lines:\n    type: stdin\n    format: json\ntransforms:\n  errors:\n    sql: SELECT path, status FROM lines WHERE status >= 500\nsinks:\n  db:\n    type: sqlite\n    input: errors\n    path: ./out/errors.db\n    table: errors\n",
+    )
+    .unwrap();
+    let input = root.join("input.log");
+    append(&input, (0..500).map(access_line));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_brook"));
+    cmd.current_dir(root).args(["pipeline", "run", "stdin.yaml", "--progress-interval-secs", "0"]);
+    let out = common::run_with_stdin(cmd, Some(&input), "brook pipeline run with stdin");
+    assert!(out.status.success(), "exit {}: {}", out.status, out.stderr);
+    assert_eq!(db_paths(&root.join("out/errors.db")), expected_errors(0..500));
+}

@@ -209,6 +209,10 @@ async fn run_pipeline(args: RunArgs) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => break None,
             _ = term.recv() => break None,
             failed = running.failed() => break Some(failed),
+            _ = running.drained() => {
+                tracing::info!(pipeline = %pipeline.name, "every source ended and everything was written; stopping");
+                break None;
+            }
             _ = progress.tick(), if args.progress_interval_secs > 0 => {
                 for step in running.report() {
                     tracing::info!(pipeline = %pipeline.name, step = %step.name, kind = step.kind, state = ?step.state, records_in = step.records_in, records_out = step.records_out, records_dead = step.records_dead, "progress");

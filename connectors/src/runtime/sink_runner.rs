@@ -117,6 +117,7 @@ impl SinkRunner {
                 }
             }
             if round.records.is_empty() {
+                self.status.note_empty_round();
                 self.sink.get_mut().tick().await.map_err(Halt::Failed)?;
                 continue;
             }

@@ -31,6 +31,8 @@ pub struct StepStatus {
     pub records_out: AtomicU64,
     /// Records sent to the dead-letter topic.
     pub records_dead: AtomicU64,
+    /// Reads of the input that found nothing new (the step was caught up at that moment).
+    pub empty_rounds: AtomicU64,
 }
 
 impl Default for StepStatus {
@@ -40,6 +42,7 @@ impl Default for StepStatus {
             records_in: AtomicU64::new(0),
             records_out: AtomicU64::new(0),
             records_dead: AtomicU64::new(0),
+            empty_rounds: AtomicU64::new(0),
         }
     }
 }
@@ -60,6 +63,16 @@ impl StepStatus {
         self.records_in.fetch_add(records_in, Ordering::Relaxed);
         self.records_out.fetch_add(records_out, Ordering::Relaxed);
         self.records_dead.fetch_add(records_dead, Ordering::Relaxed);
+    }
+
+    /// Notes a read of the input that found nothing new.
+    pub fn note_empty_round(&self) {
+        self.empty_rounds.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many reads found nothing new so far.
+    pub fn empty_rounds(&self) -> u64 {
+        self.empty_rounds.load(Ordering::Relaxed)
     }
 
     /// (in, out, dead) so far.

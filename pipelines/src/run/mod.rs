@@ -248,6 +248,35 @@ impl RunningPipeline {
         }
     }
 
+    /// Resolves once every source has ended (stdin at its end, a generator's count) and every
+    /// transform and sink has read all there is; never while a source can still produce.
+    pub async fn drained(&self) {
+        let sources: Vec<&Step> = self.steps.iter().filter(|s| s.kind == "source").collect();
+        let others: Vec<&Step> = self.steps.iter().filter(|s| s.kind != "source").collect();
+        loop {
+            if !sources.is_empty() && sources.iter().all(|s| s.status.state() == StepState::Finished) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // A step that found nothing new after everything upstream of it was complete has read
+        // everything; one round per level of the pipeline (at most the number of steps) covers
+        // every chain of transforms.
+        for _ in 0..=others.len() {
+            let before: Vec<u64> = others.iter().map(|s| s.status.empty_rounds()).collect();
+            loop {
+                let advanced = others
+                    .iter()
+                    .zip(&before)
+                    .all(|(s, b)| s.status.empty_rounds() > *b || matches!(s.status.state(), StepState::Failed(_)));
+                if advanced {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
     /// Stops every step, letting each finish its current write and save its checkpoint, and
     /// returns the first error a step ended with.
     pub async fn stop(self) -> Result<()> {

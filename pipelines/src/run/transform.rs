@@ -161,7 +161,9 @@ impl TransformRunner {
                     e => return Err(Halt::Failed(e.into())),
                 }
             }
-            if !round.records.is_empty() {
+            if round.records.is_empty() {
+                self.status.note_empty_round();
+            } else {
                 if self.grow_schema(&round.records, &mut schema)? {
                     planned = None;
                 }
