@@ -41,9 +41,9 @@ sinks:
     format: json
 "#;
 
-/// Access log line `i`: every third request is a server error.
+/// Access log line `i`: every third request is a server error, odd others are not found.
 fn access_line(i: u64) -> String {
-    let status = if i % 3 == 0 { 500 + i % 4 } else { 200 + (i % 2) * 4 };
+    let status = if i % 3 == 0 { 500 + i % 4 } else { [200, 404][(i % 2) as usize] };
     format!(
         "{{\"ts\": \"2026-11-21T10:{:02}:{:02}Z\", \"host\": \"web-{}\", \"path\": \"/p/{i}\", \"status\": {status}}}\n",
         (i / 60) % 60,
@@ -356,4 +356,53 @@ fn a_stdin_pipeline_ends_when_its_input_does_with_everything_written() {
     let out = common::run_with_stdin(cmd, Some(&input), "brook pipeline run with stdin");
     assert!(out.status.success(), "exit {}: {}", out.status, out.stderr);
     assert_eq!(db_paths(&root.join("out/errors.db")), expected_errors(0..500));
+}
+
+#[test]
+fn serve_runs_a_pipelines_folder_and_restarts_a_changed_file() {
+    let dir = TestDir::new();
+    let root = dir.path();
+    let folder = root.join("pipelines");
+    std::fs::create_dir_all(root.join("logs")).unwrap();
+    std::fs::create_dir_all(&folder).unwrap();
+    let folder_arg = folder.to_str().unwrap().to_string();
+    let mut broker = common::Broker::start_with(&dir.data_dir(), root, &[], &["--pipelines", &folder_arg]);
+    // Paths in a pipeline file are relative to the file's folder.
+    let file = WEB_ERRORS.replace("./logs/", "../logs/").replace("./out/", "../out/");
+    append(&root.join("logs/access.log"), (0..90).map(access_line));
+    std::fs::write(folder.join("web.yaml"), &file).unwrap();
+    let db = root.join("out/errors.db");
+    let end = std::time::Instant::now() + DEADLINE;
+    while db_paths(&db) != expected_errors(0..90) {
+        broker.assert_running("while the folder's pipeline runs");
+        assert!(std::time::Instant::now() < end, "the folder's pipeline wrote nothing:\n{}", broker.log_tail(60));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // An invalid edit is reported and the running version keeps going.
+    std::fs::write(folder.join("web.yaml"), file.replace("format: json\n    start", "format: jsn\n    start")).unwrap();
+    append(&root.join("logs/access.log"), (90..120).map(access_line));
+    while db_paths(&db) != expected_errors(0..120) {
+        assert!(std::time::Instant::now() < end, "the old version stopped:\n{}", broker.log_tail(60));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A valid change restarts the pipeline: now 4xx lines are kept too, from where it was.
+    std::fs::write(folder.join("web.yaml"), file.replace("status >= 500", "status >= 400")).unwrap();
+    // Lines written before the restart may still go through the old version: wait for it.
+    while !broker.log_tail(400).contains("pipeline file changed; restarting it") {
+        assert!(std::time::Instant::now() < end, "the change was not picked up:\n{}", broker.log_tail(60));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    append(&root.join("logs/access.log"), (120..180).map(access_line));
+    let wanted = |paths: &[String]| {
+        (120..180u64)
+            .filter(|i| i % 3 == 0 || i % 2 == 1)
+            .all(|i| paths.contains(&format!("/p/{i}")))
+    };
+    while !wanted(&db_paths(&db)) {
+        assert!(std::time::Instant::now() < end, "the changed pipeline did not run:\n{}", broker.log_tail(80));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rows = db_paths(&db);
+    assert_eq!(duplicates(&rows), Vec::<&String>::new());
+    broker.stop_clean();
 }

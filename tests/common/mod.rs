@@ -178,6 +178,11 @@ impl TestDir {
 impl Broker {
     /// Starts `brook serve` and waits for its `listening kafka=...` line.
     pub fn start(data_dir: &Path, log_dir: &Path, configs: &[(&str, &str)]) -> Broker {
+        Broker::start_with(data_dir, log_dir, configs, &[])
+    }
+
+    /// Starts `brook serve` with extra command-line arguments (e.g. `--pipelines DIR`).
+    pub fn start_with(data_dir: &Path, log_dir: &Path, configs: &[(&str, &str)], extra: &[&str]) -> Broker {
         std::fs::create_dir_all(data_dir).expect("create data dir");
         let id = NEXT_ID.fetch_add(1, Ordering::SeqCst);
         let log_path = log_dir.join(format!("broker-{id}.log"));
@@ -193,6 +198,7 @@ impl Broker {
         for (k, v) in configs {
             cmd.arg("--config").arg(format!("{k}={v}"));
         }
+        cmd.args(extra);
         cmd.env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -65,7 +65,13 @@ struct State {
 struct Planned {
     plan: QueryPlan,
     writer: OutputWriter,
+    /// The result columns written: all but the Kafka metadata columns a `*` carries along
+    /// (`_key` stays: the writer makes it the record key).
+    kept: Vec<usize>,
 }
+
+/// Metadata columns left out of a transform's output unless renamed (`SELECT _offset AS pos`).
+const DROPPED_METADATA: [&str; 4] = ["_partition", "_offset", "_timestamp", "_headers"];
 
 /// Progress between checkpoints.
 struct Progress {
@@ -237,8 +243,13 @@ impl TransformRunner {
             format: FormatSpec::new(Format::Json),
             key_column: None,
         };
-        let writer = OutputWriter::new(&target, &plan.output_schema()).map_err(Error::from)?;
-        Ok(Planned { plan, writer })
+        let schema = plan.output_schema();
+        let kept: Vec<usize> = (0..schema.fields().len())
+            .filter(|i| !DROPPED_METADATA.contains(&schema.field(*i).name().as_str()))
+            .collect();
+        let written = Arc::new(schema.project(&kept).map_err(|e| Error::Internal(e.to_string()))?);
+        let writer = OutputWriter::new(&target, &written).map_err(Error::from)?;
+        Ok(Planned { plan, writer, kept })
     }
 
     /// Decodes, evaluates and writes one micro-batch.
@@ -311,7 +322,8 @@ impl TransformRunner {
         progress: &mut Progress,
         out: &mut Vec<OutRecord>,
     ) -> Result<(), Halt> {
-        let encoded = planned.writer.records(rows).map_err(Error::from)?;
+        let rows = rows.project(&planned.kept).map_err(|e| Error::Internal(e.to_string()))?;
+        let encoded = planned.writer.records(&rows).map_err(Error::from)?;
         for (mut record, (p, o)) in encoded.into_iter().zip(origins.iter().copied()) {
             let position = Position {
                 stream: self.stream(p),
