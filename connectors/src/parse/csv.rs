@@ -35,12 +35,7 @@ pub fn split(line: &str, delimiter: u8) -> Result<Vec<String>, String> {
             match bytes.get(i) {
                 None => return Ok(fields),
                 Some(b) if *b == delimiter => i += 1,
-                Some(_) => {
-                    return Err(format!(
-                        "field {} has text after its closing quote",
-                        fields.len()
-                    ))
-                }
+                Some(_) => return Err(format!("field {} has text after its closing quote", fields.len())),
             }
         } else {
             let end = bytes[i..]
@@ -65,9 +60,15 @@ mod tests {
         assert_eq!(split("a,b,c", b',').unwrap(), ["a", "b", "c"]);
         assert_eq!(split("a,,", b',').unwrap(), ["a", "", ""]);
         assert_eq!(split("", b',').unwrap(), [""]);
-        assert_eq!(split(r#""x,y","say ""hi""",z"#, b',').unwrap(), ["x,y", r#"say "hi""#, "z"]);
+        assert_eq!(
+            split(r#""x,y","say ""hi""",z"#, b',').unwrap(),
+            ["x,y", r#"say "hi""#, "z"]
+        );
         assert_eq!(split("é;\"ü\"", b';').unwrap(), ["é", "ü"]);
         assert_eq!(split(r#"a,"b"#, b',').unwrap_err(), "field 2 has an unterminated quote");
-        assert_eq!(split(r#""a"b,c"#, b',').unwrap_err(), "field 1 has text after its closing quote");
+        assert_eq!(
+            split(r#""a"b,c"#, b',').unwrap_err(),
+            "field 1 has text after its closing quote"
+        );
     }
 }

@@ -61,13 +61,16 @@ impl Parser {
         let pattern = match (format, &config.pattern) {
             (LineFormat::Regex, None) => return Err(err("format: regex needs a pattern".into())),
             (LineFormat::Regex, Some(p)) => {
-                let re = regex::Regex::new(p).map_err(|e| err(format!("pattern is not a valid regular expression: {e}")))?;
+                let re =
+                    regex::Regex::new(p).map_err(|e| err(format!("pattern is not a valid regular expression: {e}")))?;
                 let names: Vec<&str> = re.capture_names().flatten().collect();
                 if names.is_empty() {
                     return Err(err("pattern has no named group such as (?P<level>\\w+)".into()));
                 }
                 if let Some(field) = config.types.keys().find(|f| !names.contains(&f.as_str())) {
-                    return Err(err(format!("types names {field:?}, which is not a named group of pattern")));
+                    return Err(err(format!(
+                        "types names {field:?}, which is not a named group of pattern"
+                    )));
                 }
                 Some(re)
             }
@@ -82,10 +85,11 @@ impl Parser {
                         m.max_lines
                     )));
                 }
-                Some(
-                    regex::bytes::Regex::new(&m.start_pattern)
-                        .map_err(|e| err(format!("multiline.start_pattern is not a valid regular expression: {e}")))?,
-                )
+                Some(regex::bytes::Regex::new(&m.start_pattern).map_err(|e| {
+                    err(format!(
+                        "multiline.start_pattern is not a valid regular expression: {e}"
+                    ))
+                })?)
             }
         };
         Ok(Parser {
@@ -274,4 +278,3 @@ impl JsonObject {
         Bytes::from(self.out)
     }
 }
-

@@ -106,7 +106,11 @@ pub struct StreamParser {
 impl StreamParser {
     /// A stream parser whose first pushed byte is at `offset`.
     pub(super) fn new(parser: Arc<Parser>, offset: u64, multiline: Option<Multiline>) -> Self {
-        let header = if parser.has_header() { Header::Pending } else { Header::None };
+        let header = if parser.has_header() {
+            Header::Pending
+        } else {
+            Header::None
+        };
         let max_line_bytes = parser.config().max_line_bytes;
         StreamParser {
             parser,

@@ -25,7 +25,7 @@ fn parse_config(config: serde_json::Value) -> ParseConfig {
 }
 
 fn refused(config: serde_json::Value) -> String {
-    parse_config(config).compile("test").err().expect("refused").to_string()
+    parse_config(config).compile("test").expect_err("refused").to_string()
 }
 
 /// Everything `input` parses into, as JSON values or `bad: <error>` strings.
@@ -50,7 +50,14 @@ fn lines_are_values_as_they_are_and_empty_lines_are_skipped() {
     let mut stream = p.stream(0);
     let mut out = Vec::new();
     stream.push(b"ok\n\xff\xfe\n", Instant::now(), &mut out);
-    assert_eq!(out[0], Parsed::Record { value: "ok".into(), start: 0, end: 3 });
+    assert_eq!(
+        out[0],
+        Parsed::Record {
+            value: "ok".into(),
+            start: 0,
+            end: 3
+        }
+    );
     assert!(matches!(&out[1], Parsed::Bad { error, start: 3, end: 6, .. } if error.contains("not valid UTF-8")));
 }
 
@@ -66,10 +73,18 @@ fn json_lines_must_be_objects_and_are_kept_byte_for_byte() {
 
 #[test]
 fn csv_rows_become_objects_typed_by_sniffing_or_declared_types() {
-    let p = parser(json!({"format": "csv", "csv": {"columns": ["id", "name", "score", "when"]},
-        "types": {"name": "string", "when": "timestamp"}}));
-    let got = run(&p, "1,007,2.5,2024-01-02 03:04:05\n2,\"a, b\",,\n3,x,y,z,extra\n4\n5,x,1,never\n");
-    assert_eq!(got[0], r#"{"id":1,"name":"007","score":2.5,"when":"2024-01-02T03:04:05.000Z"}"#);
+    let p = parser(
+        json!({"format": "csv", "csv": {"columns": ["id", "name", "score", "when"]},
+        "types": {"name": "string", "when": "timestamp"}}),
+    );
+    let got = run(
+        &p,
+        "1,007,2.5,2024-01-02 03:04:05\n2,\"a, b\",,\n3,x,y,z,extra\n4\n5,x,1,never\n",
+    );
+    assert_eq!(
+        got[0],
+        r#"{"id":1,"name":"007","score":2.5,"when":"2024-01-02T03:04:05.000Z"}"#
+    );
     assert_eq!(got[1], r#"{"id":2,"name":"a, b","score":null,"when":null}"#);
     assert_eq!(got[2], "bad: the row has 5 fields but there are 4 columns");
     assert_eq!(got[3], r#"{"id":4,"name":null,"score":null,"when":null}"#);
@@ -86,7 +101,14 @@ fn a_csv_header_names_the_columns_of_its_stream_and_is_not_emitted() {
     stream.set_header_line(b"id;name\r");
     let mut out = Vec::new();
     stream.push(b"2;x\n", Instant::now(), &mut out);
-    assert_eq!(out, [Parsed::Record { value: r#"{"id":2,"name":"x"}"#.into(), start: 13, end: 17 }]);
+    assert_eq!(
+        out,
+        [Parsed::Record {
+            value: r#"{"id":2,"name":"x"}"#.into(),
+            start: 13,
+            end: 17
+        }]
+    );
     // Given columns win over the header, which is skipped.
     let p = parser(json!({"format": "csv", "csv": {"header": true, "columns": ["a", "b"]}}));
     assert_eq!(run(&p, "x,y\n1,2\n"), [r#"{"a":1,"b":2}"#]);
@@ -111,14 +133,25 @@ fn multiline_records_join_continuations_and_flush_on_quiet() {
     stream.push(b"2024-01-01 boom\n  at x\n\n  at y\n2024-01-02 next\n", t0, &mut out);
     assert_eq!(
         out,
-        [Parsed::Record { value: "2024-01-01 boom\n  at x\n\n  at y".into(), start: 0, end: 31 }]
+        [Parsed::Record {
+            value: "2024-01-01 boom\n  at x\n\n  at y".into(),
+            start: 0,
+            end: 31
+        }]
     );
     assert!(stream.is_holding());
     assert_eq!(stream.deadline(), Some(t0 + Duration::from_millis(50)));
     stream.flush_due(t0 + Duration::from_millis(49), &mut out);
     assert_eq!(out.len(), 1);
     stream.flush_due(t0 + Duration::from_millis(50), &mut out);
-    assert_eq!(out[1], Parsed::Record { value: "2024-01-02 next".into(), start: 31, end: 47 });
+    assert_eq!(
+        out[1],
+        Parsed::Record {
+            value: "2024-01-02 next".into(),
+            start: 31,
+            end: 47
+        }
+    );
     assert!(!stream.is_holding());
 }
 
@@ -130,13 +163,28 @@ fn an_over_long_line_is_bad_and_reading_goes_on_after_it() {
     stream.push(b"{\"a\":1}\n{\"long\": 12345}\n{\"b\":2}\n", Instant::now(), &mut out);
     assert_eq!(out.len(), 3);
     match &out[1] {
-        Parsed::Bad { raw, error, start: 8, end: 24 } => {
+        Parsed::Bad {
+            raw,
+            error,
+            start: 8,
+            end: 24,
+        } => {
             assert_eq!(&raw[..], b"{\"long\":");
-            assert_eq!(error, "the line is 15 bytes long, more than max_line_bytes (8); its first 8 bytes are kept");
+            assert_eq!(
+                error,
+                "the line is 15 bytes long, more than max_line_bytes (8); its first 8 bytes are kept"
+            );
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(out[2], Parsed::Record { value: "{\"b\":2}".into(), start: 24, end: 32 });
+    assert_eq!(
+        out[2],
+        Parsed::Record {
+            value: "{\"b\":2}".into(),
+            start: 24,
+            end: 32
+        }
+    );
 }
 
 #[test]
@@ -147,20 +195,39 @@ fn an_unterminated_last_line_waits_for_finish() {
     stream.push(b"tail", Instant::now(), &mut out);
     assert!(out.is_empty() && stream.is_holding());
     stream.finish(Instant::now(), &mut out);
-    assert_eq!(out, [Parsed::Record { value: "tail".into(), start: 5, end: 9 }]);
+    assert_eq!(
+        out,
+        [Parsed::Record {
+            value: "tail".into(),
+            start: 5,
+            end: 9
+        }]
+    );
 }
 
 #[test]
 fn bad_settings_are_refused_with_the_reason() {
-    assert_eq!(refused(json!({"format": "regex"})), "test: format: regex needs a pattern");
+    assert_eq!(
+        refused(json!({"format": "regex"})),
+        "test: format: regex needs a pattern"
+    );
     assert!(refused(json!({"format": "regex", "pattern": "(x"})).contains("not a valid regular expression"));
     assert!(refused(json!({"format": "regex", "pattern": "x+"})).contains("no named group"));
     assert!(refused(json!({"format": "regex", "pattern": "(?P<a>x)", "types": {"b": "int"}})).contains("\"b\""));
-    assert_eq!(refused(json!({"format": "csv"})), "test: format: csv needs csv.columns or csv.header: true");
+    assert_eq!(
+        refused(json!({"format": "csv"})),
+        "test: format: csv needs csv.columns or csv.header: true"
+    );
     assert!(refused(json!({"format": "csv", "csv": {"columns": ["a"], "delimiter": ",,"}})).contains("delimiter"));
     assert!(refused(json!({"format": "csv", "csv": {"columns": ["a", "a"]}})).contains("twice"));
-    assert_eq!(refused(json!({"format": "json", "pattern": "x"})), "test: pattern is only for format: regex");
-    assert_eq!(refused(json!({"csv": {"header": true}})), "test: csv options are only for format: csv");
+    assert_eq!(
+        refused(json!({"format": "json", "pattern": "x"})),
+        "test: pattern is only for format: regex"
+    );
+    assert_eq!(
+        refused(json!({"csv": {"header": true}})),
+        "test: csv options are only for format: csv"
+    );
     assert!(refused(json!({"types": {"a": "int"}})).contains("types are only"));
     assert!(refused(json!({"max_line_bytes": 0})).contains("max_line_bytes"));
     assert!(refused(json!({"multiline": {"start_pattern": "("}})).contains("start_pattern"));

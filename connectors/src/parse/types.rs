@@ -116,7 +116,11 @@ fn parse_time(b: &[u8], i: usize) -> Option<(i64, usize)> {
     if b.len() < i + 8 || b[i + 2] != b':' || b[i + 5] != b':' {
         return None;
     }
-    let (h, m, s) = (digits(&b[i..i + 2])?, digits(&b[i + 3..i + 5])?, digits(&b[i + 6..i + 8])?);
+    let (h, m, s) = (
+        digits(&b[i..i + 2])?,
+        digits(&b[i + 3..i + 5])?,
+        digits(&b[i + 6..i + 8])?,
+    );
     if h > 23 || m > 59 || s > 60 {
         return None;
     }
@@ -161,7 +165,9 @@ fn parse_offset(b: &[u8]) -> Option<i64> {
 
 /// The common log format's `10/Oct/2000:13:55:36 -0700`.
 fn parse_common_log(text: &str) -> Option<i64> {
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let b = text.as_bytes();
     if b.len() < 20 || b[2] != b'/' || b[6] != b'/' || b[11] != b':' {
         return None;
@@ -249,7 +255,13 @@ mod tests {
         assert_eq!(ts("1970-01-01"), json!("1970-01-01T00:00:00.000Z"));
         assert_eq!(ts("1969-12-31T23:59:59.999-0000"), json!("1969-12-31T23:59:59.999Z"));
         assert_eq!(ts("10/Oct/2000:13:55:36 -0700"), json!("2000-10-10T20:55:36.000Z"));
-        for bad in ["2023-02-29", "2024-13-01", "yesterday", "2024-01-01T25:00:00", "2024-01-01T10:00:00+5"] {
+        for bad in [
+            "2023-02-29",
+            "2024-13-01",
+            "yesterday",
+            "2024-01-01T25:00:00",
+            "2024-01-01T10:00:00+5",
+        ] {
             assert!(convert(bad, FieldType::Timestamp).is_err(), "{bad}");
         }
     }

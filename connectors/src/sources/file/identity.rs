@@ -79,7 +79,9 @@ impl Tail {
 
     /// Whether `file` still holds these bytes before `end`.
     pub fn holds(&self, file: &File, end: u64) -> io::Result<bool> {
-        let Some(from) = end.checked_sub(u64::from(self.len)) else { return Ok(false) };
+        let Some(from) = end.checked_sub(u64::from(self.len)) else {
+            return Ok(false);
+        };
         let mut buf = vec![0; self.len as usize];
         Ok(read_full_at(file, &mut buf, from)? == buf.len() && crc32c::crc32c(&buf) == self.crc)
     }
@@ -159,12 +161,24 @@ mod tests {
     #[test]
     fn a_tail_covers_the_bytes_before_an_offset_when_the_window_holds_them() {
         let near_start = b"0123456789";
-        assert_eq!(Tail::within(near_start, 0, 5), Some(Tail { crc: crc32c::crc32c(b"01234"), len: 5 }));
+        assert_eq!(
+            Tail::within(near_start, 0, 5),
+            Some(Tail {
+                crc: crc32c::crc32c(b"01234"),
+                len: 5
+            })
+        );
         assert_eq!(Tail::within(near_start, 0, 11), None);
         assert_eq!(Tail::within(near_start, 0, 0), None);
         let window: Vec<u8> = (0..100).collect();
         let tail = Tail::within(&window, 1000, 1080).unwrap();
-        assert_eq!(tail, Tail { crc: crc32c::crc32c(&window[16..80]), len: 64 });
+        assert_eq!(
+            tail,
+            Tail {
+                crc: crc32c::crc32c(&window[16..80]),
+                len: 64
+            }
+        );
         assert_eq!(Tail::within(&window, 1000, 1050), None);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");

@@ -33,7 +33,6 @@ use crate::parse::{default_max_line_bytes, CsvConfig, FieldType, LineFormat, Mul
 use crate::registry::{parse_config, Context};
 use crate::source::{Source, SourceItem};
 
-pub use identity::{stream_name, FileKey, Ident};
 pub use tailer::{StartAt, Tailer, TailerOptions};
 
 /// The connector type's name.
@@ -117,7 +116,10 @@ impl FileConfig {
     pub fn tailer_options(&self, ctx: &Context) -> Result<TailerOptions> {
         let bound = |name: &str, value: u64, min: u64, max: u64| {
             if value < min || value > max {
-                Err(Error::config(TYPE, format!("{name} must be between {min} and {max}, not {value}")))
+                Err(Error::config(
+                    TYPE,
+                    format!("{name} must be between {min} and {max}, not {value}"),
+                ))
             } else {
                 Ok(())
             }
@@ -136,7 +138,10 @@ impl FileConfig {
             // Resolved like `ctx.resolve` does, but the base directory is escaped: its
             // characters must not act as wildcards.
             let base = ctx.base_dir.to_str().ok_or_else(|| {
-                Error::config(TYPE, format!("the base directory {} is not UTF-8", ctx.base_dir.display()))
+                Error::config(
+                    TYPE,
+                    format!("the base directory {} is not UTF-8", ctx.base_dir.display()),
+                )
             })?;
             std::path::Path::new(&glob::Pattern::escape(base))
                 .join(path)
@@ -217,7 +222,11 @@ impl FileSource {
             }
             wake.notify_one();
         };
-        let mode = if recursive { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive };
+        let mode = if recursive {
+            RecursiveMode::Recursive
+        } else {
+            RecursiveMode::NonRecursive
+        };
         let watcher = notify::recommended_watcher(handler).and_then(|mut w| w.watch(&root, mode).map(|()| w));
         match watcher {
             Ok(w) => {
@@ -300,5 +309,9 @@ impl Source for FileSource {
             Some(t) => lock(t).checkpoint(),
             None => serde_json::Value::Null,
         }
+    }
+
+    fn parse_line(&self, line: &[u8]) -> Option<Result<bytes::Bytes, String>> {
+        Some(self.parser.parse(line, None))
     }
 }

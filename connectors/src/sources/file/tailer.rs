@@ -172,7 +172,10 @@ impl Tailer {
 
     /// How many files are followed, and how many of them are open.
     pub fn counts(&self) -> (usize, usize) {
-        (self.files.len(), self.files.iter().filter(|t| t.handle.is_some()).count())
+        (
+            self.files.len(),
+            self.files.iter().filter(|t| t.handle.is_some()).count(),
+        )
     }
 
     fn env(&mut self, now: Instant) -> (&mut Vec<Tracked>, Env<'_>) {
@@ -251,7 +254,7 @@ impl Tailer {
                 None => {
                     tracing::warn!(path = %t.path.display(), offset = t.returned, len = t.len,
                         "closed file is gone; what was written after it was closed is lost");
-                    t.done = true;
+                    t.finish(now);
                 }
             }
         }
@@ -498,10 +501,7 @@ fn locate(key: FileKey, last_path: &Path, matches: &[(PathBuf, std::fs::Metadata
     std::fs::read_dir(dir)
         .ok()?
         .filter_map(|e| e.ok())
-        .find(|e| {
-            e.metadata()
-                .is_ok_and(|m| m.is_file() && FileKey::of(&m) == key)
-        })
+        .find(|e| e.metadata().is_ok_and(|m| m.is_file() && FileKey::of(&m) == key))
         .map(|e| (e.path(), false))
 }
 

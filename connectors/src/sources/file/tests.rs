@@ -123,7 +123,11 @@ fn lines_are_read_as_the_file_grows_and_a_partial_line_waits() {
     append(&log, "\r\nc\n");
     let next = d.drain();
     assert_eq!(texts(&next), ["b", "c"]);
-    let p: Vec<_> = first.iter().chain(&next).map(|i| (i.position().start, i.position().end)).collect();
+    let p: Vec<_> = first
+        .iter()
+        .chain(&next)
+        .map(|i| (i.position().start, i.position().end))
+        .collect();
     assert_eq!(p, [(0, 2), (2, 5), (5, 7)]);
     assert_eq!(streams(&next), streams(&first));
 }
@@ -142,10 +146,26 @@ fn rename_and_create_rotation_reads_the_old_file_to_its_end_then_the_new_one() {
     append(&log, "new 1\n");
     let items = d.drain();
     let by_stream = |s: &str| -> Vec<String> {
-        texts(&items.iter().filter(|i| i.position().stream == s).cloned().collect::<Vec<_>>())
+        texts(
+            &items
+                .iter()
+                .filter(|i| i.position().stream == s)
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
     };
-    let old = &items.iter().find(|i| texts(&[(*i).clone()]) == ["3"]).unwrap().position().stream;
-    let new = &items.iter().find(|i| texts(&[(*i).clone()]) == ["new 1"]).unwrap().position().stream;
+    let old = &items
+        .iter()
+        .find(|i| texts(&[(*i).clone()]) == ["3"])
+        .unwrap()
+        .position()
+        .stream;
+    let new = &items
+        .iter()
+        .find(|i| texts(&[(*i).clone()]) == ["new 1"])
+        .unwrap()
+        .position()
+        .stream;
     assert_ne!(old, new);
     assert_eq!(streams(&items).len(), 2);
     assert_eq!(by_stream(old), ["3", "4", "unterminated"]);
@@ -245,7 +265,11 @@ fn a_gzip_file_resumes_mid_way_from_the_checkpoint() {
     while first.len() < 20 {
         first.extend(d.poll(20 - first.len()));
     }
-    let mut d = Driver::open(options(dir.path(), "*.gz"), parser(json!({})), Some(d.tailer.checkpoint()));
+    let mut d = Driver::open(
+        options(dir.path(), "*.gz"),
+        parser(json!({})),
+        Some(d.tailer.checkpoint()),
+    );
     let rest = d.drain();
     let all: Vec<String> = texts(&first).into_iter().chain(texts(&rest)).collect();
     assert_eq!(all, (0..50).map(|i| i.to_string()).collect::<Vec<_>>());
@@ -256,13 +280,26 @@ fn a_gzip_file_resumes_mid_way_from_the_checkpoint() {
 fn a_corrupt_gzip_file_is_a_bad_item_after_what_it_held() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("broken.gz");
-    gzip(&path, &(0..2000).map(|i| format!("line {}\n", i * 7919 % 10007)).collect::<String>());
+    gzip(
+        &path,
+        &(0..2000)
+            .map(|i| format!("line {}\n", i * 7919 % 10007))
+            .collect::<String>(),
+    );
     let len = fs::metadata(&path).unwrap().len();
-    OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 10).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len - 10)
+        .unwrap();
     let mut d = Driver::open(options(dir.path(), "*.gz"), parser(json!({})), None);
     let items = d.drain();
     let last = texts(&items).pop().unwrap();
-    assert!(last.starts_with("bad: the gzip data of ") && last.contains("is corrupt after"), "{last}");
+    assert!(
+        last.starts_with("bad: the gzip data of ") && last.contains("is corrupt after"),
+        "{last}"
+    );
     assert!(items.len() > 1);
 }
 
@@ -292,12 +329,19 @@ fn start_at_end_skips_what_files_held_at_the_first_start_only() {
 fn the_checkpoint_resumes_each_file_after_its_last_taken_item() {
     let dir = tempfile::tempdir().unwrap();
     for name in ["a.log", "b.log"] {
-        append(&dir.path().join(name), &(0..30).map(|i| format!("{name} {i}\n")).collect::<String>());
+        append(
+            &dir.path().join(name),
+            &(0..30).map(|i| format!("{name} {i}\n")).collect::<String>(),
+        );
     }
     let mut d = Driver::open(options(dir.path(), "*.log"), parser(json!({})), None);
     let first = d.poll(5);
     assert_eq!(first.len(), 5);
-    let mut d = Driver::open(options(dir.path(), "*.log"), parser(json!({})), Some(d.tailer.checkpoint()));
+    let mut d = Driver::open(
+        options(dir.path(), "*.log"),
+        parser(json!({})),
+        Some(d.tailer.checkpoint()),
+    );
     let rest = d.drain();
     let mut all = texts(&first);
     all.extend(texts(&rest));
@@ -476,7 +520,9 @@ async fn the_file_source_passes_the_compliance_check() {
         feed: Box::new(move |first, n| {
             let path = path.clone();
             Box::pin(async move {
-                let text: String = (first..first + n as u64).map(|i| format!("{{\"id\": {i}}}\n")).collect();
+                let text: String = (first..first + n as u64)
+                    .map(|i| format!("{{\"id\": {i}}}\n"))
+                    .collect();
                 append(&path, &text);
             })
         }),

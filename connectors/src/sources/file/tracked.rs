@@ -106,7 +106,14 @@ pub struct Tracked {
 
 impl Tracked {
     /// A file first seen, to be read from stream offset `offset` with identity `ident`.
-    pub fn new(key: FileKey, path: PathBuf, gzip: bool, parser: &Arc<Parser>, offset: u64, ident: Option<Ident>) -> Self {
+    pub fn new(
+        key: FileKey,
+        path: PathBuf,
+        gzip: bool,
+        parser: &Arc<Parser>,
+        offset: u64,
+        ident: Option<Ident>,
+    ) -> Self {
         Tracked {
             key,
             path,
@@ -224,7 +231,9 @@ impl Tracked {
     }
 
     fn step_plain(&mut self, env: &mut Env<'_>) -> io::Result<()> {
-        let Some(Handle::Plain(file)) = &self.handle else { return Ok(()) };
+        let Some(Handle::Plain(file)) = &self.handle else {
+            return Ok(());
+        };
         let meta = file.metadata()?;
         let len = meta.len();
         self.len = len;
@@ -266,7 +275,11 @@ impl Tracked {
             self.replaced = false;
         }
         if self.ident.is_none() {
-            let rule = if self.orphan_since.is_some() { Rule::Finished } else { Rule::Growing };
+            let rule = if self.orphan_since.is_some() {
+                Rule::Finished
+            } else {
+                Rule::Growing
+            };
             match fingerprint(file, len, env.fingerprint_bytes, rule)? {
                 Some(crc) => {
                     self.ident = Some(Ident {
@@ -318,7 +331,9 @@ impl Tracked {
     }
 
     fn step_gzip(&mut self, env: &mut Env<'_>) -> io::Result<()> {
-        let Some(Handle::Gzip(decoder)) = &mut self.handle else { return Ok(()) };
+        let Some(Handle::Gzip(decoder)) = &mut self.handle else {
+            return Ok(());
+        };
         if self.ident.is_none() {
             let file = &decoder.get_ref().get_ref().file;
             match fingerprint(file, self.len, env.fingerprint_bytes, Rule::Gzip)? {
@@ -363,6 +378,14 @@ impl Tracked {
         Ok(())
     }
 
+    /// Ends the file's stream for good (it is gone): what the parser holds becomes items.
+    pub fn finish(&mut self, now: Instant) {
+        let mut out = Vec::new();
+        self.stream.finish(now, &mut out);
+        self.enqueue(out);
+        self.done = true;
+    }
+
     /// Emits the open multi-line record if it timed out.
     pub fn flush_due(&mut self, now: Instant) {
         let mut out = Vec::new();
@@ -378,7 +401,9 @@ impl Tracked {
     /// Moves up to `max` pending items to `out`, noting the offset after the last.
     pub fn take_into(&mut self, max: usize, out: &mut Vec<SourceItem>) {
         while out.len() < max {
-            let Some((item, tail)) = self.pending.pop_front() else { break };
+            let Some((item, tail)) = self.pending.pop_front() else {
+                break;
+            };
             self.returned = item.position().end;
             self.returned_tail = tail;
             out.push(item);

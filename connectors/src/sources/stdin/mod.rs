@@ -150,7 +150,9 @@ impl Source for StdinSource {
         let deadline = Instant::now() + Duration::from_millis(wait_ms);
         loop {
             let Some(stream) = &mut self.stream else {
-                return Err(Error::Internal("the stdin source was polled before it was opened".into()));
+                return Err(Error::Internal(
+                    "the stdin source was polled before it was opened".into(),
+                ));
             };
             let mut out = Vec::new();
             stream.flush_due(std::time::Instant::now(), &mut out);
@@ -197,5 +199,9 @@ impl Source for StdinSource {
 
     fn checkpoint(&self) -> serde_json::Value {
         serde_json::json!({ "stream": self.name, "offset": self.returned })
+    }
+
+    fn parse_line(&self, line: &[u8]) -> Option<Result<bytes::Bytes, String>> {
+        Some(self.parser.parse(line, None))
     }
 }

@@ -59,8 +59,13 @@ async fn each_run_is_its_own_stream() {
 #[tokio::test]
 async fn a_poll_without_input_returns_empty_and_a_multi_line_record_flushes_on_quiet() {
     let (mut writer, reader) = tokio::io::duplex(1024);
-    let mut s = source(json!({"multiline": {"start_pattern": "^\\S", "timeout_ms": 20}}), reader);
-    s.open(Some(json!({"stream": "stdin:earlier", "offset": 5}))).await.unwrap();
+    let mut s = source(
+        json!({"multiline": {"start_pattern": "^\\S", "timeout_ms": 20}}),
+        reader,
+    );
+    s.open(Some(json!({"stream": "stdin:earlier", "offset": 5})))
+        .await
+        .unwrap();
     assert_eq!(s.poll(10, 0).await.unwrap(), Some(vec![]));
     writer.write_all(b"Error: boom\n  at a\n").await.unwrap();
     // The record has no next start line: only the quiet timeout emits it.
