@@ -98,7 +98,14 @@ impl Source for HttpSource {
     async fn open(&mut self, _checkpoint: Option<serde_json::Value>) -> Result<()> {
         // Requests cannot be read again, so a run is its own stream; clients retry what was
         // not acknowledged.
-        self.stream = format!("http:{}:{}", self.name, crate::runtime::source_runner::now_ms());
+        static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stream = format!(
+            "http:{}:{}-{}-{run}",
+            self.name,
+            std::process::id(),
+            crate::runtime::source_runner::now_ms()
+        );
         self.rx = Some(ingress().register(&self.name, self.config.queue_requests, self.config.max_body_bytes));
         Ok(())
     }
