@@ -43,7 +43,7 @@ sinks:
 
 /// Access log line `i`: every third request is a server error, odd others are not found.
 fn access_line(i: u64) -> String {
-    let status = if i % 3 == 0 { 500 + i % 4 } else { [200, 404][(i % 2) as usize] };
+    let status = if i.is_multiple_of(3) { 500 + i % 4 } else { [200, 404][(i % 2) as usize] };
     format!(
         "{{\"ts\": \"2026-11-21T10:{:02}:{:02}Z\", \"host\": \"web-{}\", \"path\": \"/p/{i}\", \"status\": {status}}}\n",
         (i / 60) % 60,
@@ -54,7 +54,7 @@ fn access_line(i: u64) -> String {
 
 /// The paths the errors table must hold for lines `range`.
 fn expected_errors(range: std::ops::Range<u64>) -> Vec<String> {
-    let mut paths: Vec<String> = range.filter(|i| i % 3 == 0).map(|i| format!("/p/{i}")).collect();
+    let mut paths: Vec<String> = range.filter(|i| i.is_multiple_of(3)).map(|i| format!("/p/{i}")).collect();
     paths.sort();
     paths
 }
@@ -395,7 +395,7 @@ fn serve_runs_a_pipelines_folder_and_restarts_a_changed_file() {
     append(&root.join("logs/access.log"), (120..180).map(access_line));
     let wanted = |paths: &[String]| {
         (120..180u64)
-            .filter(|i| i % 3 == 0 || i % 2 == 1)
+            .filter(|i| i.is_multiple_of(3) || i % 2 == 1)
             .all(|i| paths.contains(&format!("/p/{i}")))
     };
     while !wanted(&db_paths(&db)) {

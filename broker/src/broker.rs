@@ -1,5 +1,5 @@
 //! The broker's shared state: its config, its topics, the append signal that wakes fetches,
-//! the producer id allocator, and the background retention loop.
+//! the producer id allocator, the coordinators, and the background retention loop.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -12,6 +12,7 @@ use crate::fetch_session::FetchSessions;
 use crate::group::GroupCoordinator;
 use crate::log::AppendSignal;
 use crate::topics::{write_atomically, Topics};
+use crate::txn::TransactionCoordinator;
 
 /// Producer ids are handed out from blocks of this size; only block boundaries touch the disk.
 const PRODUCER_ID_BLOCK: i64 = 1000;
@@ -30,6 +31,8 @@ pub struct Broker {
     pub groups: Arc<GroupCoordinator>,
     /// Incremental fetch sessions (KIP-227).
     pub fetch_sessions: FetchSessions,
+    /// Transactional ids and their transactions (KIP-98), durable in `__transaction_state`.
+    pub txns: TransactionCoordinator,
     producer_ids: Mutex<ProducerIdBlock>,
     shutdown: tokio::sync::watch::Sender<bool>,
 }
@@ -56,11 +59,13 @@ impl Broker {
         let signal = AppendSignal::default();
         let topics = Topics::open(&config, signal.clone())?;
         let groups = Arc::new(GroupCoordinator::open(&topics, &config)?);
+        let txns = TransactionCoordinator::open(&topics, &config)?;
         let (shutdown, _) = tokio::sync::watch::channel(false);
         let fetch_sessions = FetchSessions::new(config.long("max.incremental.fetch.session.cache.slots") as usize);
         Ok(Arc::new(Broker {
             fetch_sessions,
             groups,
+            txns,
             config: RwLock::new(Arc::new(config)),
             topics,
             signal,
@@ -126,9 +131,12 @@ impl Broker {
         Ok(())
     }
 
-    /// Runs retention, age-based rolls and time-based flushes for every partition until shutdown.
+    /// Runs retention, age-based rolls and time-based flushes for every partition until shutdown,
+    /// and beside it the transaction coordinator's timers (timeouts, completion of transactions a
+    /// crash interrupted, expiry), so that every process that serves a broker runs both.
     pub async fn retention_loop(self: Arc<Self>) {
         let mut shutdown = self.shutdown_signal();
+        tokio::spawn(TransactionCoordinator::run_timers(self.clone(), self.shutdown_signal()));
         loop {
             let interval_ms = self.config().long("log.retention.check.interval.ms").max(1) as u64;
             tokio::select! {

@@ -313,6 +313,55 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
         dynamic: false,
         doc: "largest request frame; a larger one closes the connection",
     },
+    BrokerConfigDef {
+        name: "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+        kind: Kind::Long { min: 1 },
+        default: "10000",
+        dynamic: false,
+        doc: "how often transactions open longer than their timeout are looked for and aborted",
+    },
+    BrokerConfigDef {
+        name: "transaction.max.partitions",
+        kind: Kind::Long { min: 1 },
+        default: "1000",
+        dynamic: false,
+        doc: "most partitions one transaction may add (Brook only; Kafka has no bound)",
+    },
+    BrokerConfigDef {
+        name: "transaction.max.timeout.ms",
+        kind: Kind::Long { min: 1 },
+        default: "900000",
+        dynamic: false,
+        doc: "largest transaction timeout a producer may ask for",
+    },
+    BrokerConfigDef {
+        name: "transaction.max.transactional.ids",
+        kind: Kind::Long { min: 1 },
+        default: "100000",
+        dynamic: false,
+        doc: "most transactional ids the coordinator keeps at once (Brook only; Kafka has no bound)",
+    },
+    BrokerConfigDef {
+        name: "transaction.remove.expired.transaction.cleanup.interval.ms",
+        kind: Kind::Long { min: 1 },
+        default: "3600000",
+        dynamic: false,
+        doc: "how often transactional ids idle past transactional.id.expiration.ms are removed",
+    },
+    BrokerConfigDef {
+        name: "transaction.state.log.num.partitions",
+        kind: Kind::Long { min: 1 },
+        default: "50",
+        dynamic: false,
+        doc: "partitions of __transaction_state when it is created",
+    },
+    BrokerConfigDef {
+        name: "transactional.id.expiration.ms",
+        kind: Kind::Long { min: 1 },
+        default: "604800000",
+        dynamic: false,
+        doc: "a transactional id without a transaction is forgotten after this long without use",
+    },
 ];
 
 /// Checks one value against its kind, naming the config in the error.

@@ -142,6 +142,64 @@ pub enum Error {
         /// The limit in force.
         limit_bytes: usize,
     },
+    /// A transactional request carries an epoch older than its transactional id's current one: a
+    /// newer producer with the same transactional id has fenced this one (the client is at fault).
+    #[error("producer {producer_id} of transactional id {transactional_id:?} used epoch {got}, but the current epoch is {current}")]
+    ProducerFenced {
+        /// The transactional id.
+        transactional_id: String,
+        /// The producer id.
+        producer_id: i64,
+        /// The transactional id's current epoch.
+        current: i16,
+        /// The epoch received.
+        got: i16,
+    },
+    /// A transactional request names a transactional id that is unknown or holds another producer id.
+    #[error("producer id {producer_id} is not the one assigned to transactional id {transactional_id:?}")]
+    InvalidProducerIdMapping {
+        /// The transactional id.
+        transactional_id: String,
+        /// The producer id received.
+        producer_id: i64,
+    },
+    /// A transactional operation is not allowed in the transaction's current state.
+    #[error("transactional id {transactional_id:?} cannot {operation} in state {state}")]
+    InvalidTxnState {
+        /// The transactional id.
+        transactional_id: String,
+        /// The transaction's state under Kafka's name, e.g. `Empty`.
+        state: &'static str,
+        /// What was asked, e.g. "commit".
+        operation: &'static str,
+    },
+    /// Another change to the same transaction is still being written; retrying later succeeds.
+    #[error("transactional id {transactional_id:?} is busy completing an earlier change")]
+    ConcurrentTransactions {
+        /// The transactional id.
+        transactional_id: String,
+    },
+    /// A transaction timeout is not positive or exceeds `transaction.max.timeout.ms` (the client is at fault).
+    #[error("transaction timeout of {timeout_ms} ms is not within 1 to transaction.max.timeout.ms = {max_ms}")]
+    InvalidTransactionTimeout {
+        /// The timeout asked for.
+        timeout_ms: i32,
+        /// The limit in force.
+        max_ms: i64,
+    },
+    /// No transaction state exists for a transactional id (DescribeTransactions).
+    #[error("transactional id {0:?} is not known")]
+    TransactionalIdNotFound(String),
+    /// A count that clients can grow has reached its configured bound (the client is at fault).
+    #[error("{what} would exceed {config} = {limit}")]
+    LimitExceeded {
+        /// What is counted, e.g. "transactional ids".
+        what: &'static str,
+        /// The config that sets the bound.
+        config: &'static str,
+        /// The bound in force.
+        limit: usize,
+    },
 }
 
 impl Error {
@@ -175,6 +233,13 @@ impl Error {
             Error::Timeout { .. } => ResponseError::RequestTimedOut,
             Error::Shutdown(_) => ResponseError::NotLeaderOrFollower,
             Error::OffsetMetadataTooLarge { .. } => ResponseError::OffsetMetadataTooLarge,
+            Error::ProducerFenced { .. } => ResponseError::ProducerFenced,
+            Error::InvalidProducerIdMapping { .. } => ResponseError::InvalidProducerIdMapping,
+            Error::InvalidTxnState { .. } => ResponseError::InvalidTxnState,
+            Error::ConcurrentTransactions { .. } => ResponseError::ConcurrentTransactions,
+            Error::InvalidTransactionTimeout { .. } => ResponseError::InvalidTransactionTimeout,
+            Error::TransactionalIdNotFound(_) => ResponseError::TransactionalIdNotFound,
+            Error::LimitExceeded { .. } => ResponseError::PolicyViolation,
         };
         e.code()
     }
@@ -183,7 +248,11 @@ impl Error {
     pub fn is_retriable(&self) -> bool {
         match self {
             Error::Remote { code, .. } => ResponseError::try_from_code(*code).is_some_and(|e| e.is_retriable()),
-            Error::Connection { .. } | Error::Timeout { .. } | Error::Shutdown(_) => true,
+            // Kafka's code for it is not flagged retriable, yet clients retry it after a backoff.
+            Error::Connection { .. }
+            | Error::Timeout { .. }
+            | Error::Shutdown(_)
+            | Error::ConcurrentTransactions { .. } => true,
             other => ResponseError::try_from_code(other.kafka_code()).is_some_and(|e| e.is_retriable()),
         }
     }

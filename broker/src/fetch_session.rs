@@ -30,6 +30,8 @@ pub struct SessionPartition {
     pub sent_high_watermark: i64,
     /// The log start offset last sent.
     pub sent_log_start_offset: i64,
+    /// The last stable offset last sent.
+    pub sent_last_stable_offset: i64,
 }
 
 /// A session: the partitions in the fetcher's order and the epoch expected next.
@@ -204,6 +206,7 @@ mod tests {
             max_bytes: 1024,
             sent_high_watermark: -1,
             sent_log_start_offset: -1,
+            sent_last_stable_offset: -1,
         }
     }
 

@@ -12,6 +12,7 @@ pub mod group;
 pub mod log;
 pub mod server;
 pub mod topics;
+pub mod txn;
 
 pub use broker::Broker;
 pub use config::BrokerConfig;

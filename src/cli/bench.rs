@@ -81,6 +81,13 @@ pub struct ProduceArgs {
     /// Batch size in bytes.
     #[arg(long = "batch-size", default_value_t = 16384)]
     pub batch_bytes: usize,
+    /// Send inside transactions with this `transactional.id` (needs acks=all), to compare
+    /// transactional with idempotent throughput.
+    #[arg(long)]
+    pub transactional_id: Option<String>,
+    /// Records per transaction with `--transactional-id`: commit, then begin the next.
+    #[arg(long, default_value_t = 1000, requires = "transactional_id")]
+    pub transaction_records: u64,
     /// Print the final result as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -203,13 +210,17 @@ impl Stats {
 }
 
 async fn produce(bootstrap_server: &str, args: ProduceArgs) -> anyhow::Result<()> {
-    let config = producer_config(
+    let mut config = producer_config(
         bootstrap_server,
         &args.acks,
         &args.compression,
         args.linger_ms,
         args.batch_bytes,
     )?;
+    config.transactional_id = args.transactional_id.clone();
+    if args.transaction_records == 0 {
+        bail!("--transaction-records must be at least 1");
+    }
     if let Some(partitions) = args.partitions {
         let admin = Admin::connect(config.client.clone())
             .await
@@ -230,6 +241,14 @@ async fn produce(bootstrap_server: &str, args: ProduceArgs) -> anyhow::Result<()
         }
     }
     let producer = Producer::new(config).await.context("connecting to the cluster")?;
+    let transactional = args.transactional_id.is_some();
+    if transactional {
+        producer
+            .init_transactions()
+            .await
+            .context("initialising transactions")?;
+    }
+    let mut transactions = 0u64;
     // Kafka's test sends random uppercase letters; one payload is reused for every record.
     let mut rng = rand::thread_rng();
     let payload: Bytes = (0..args.record_bytes)
@@ -284,6 +303,16 @@ async fn produce(bootstrap_server: &str, args: ProduceArgs) -> anyhow::Result<()
             let due = started + Duration::from_secs_f64(i as f64 / args.throughput as f64);
             tokio::time::sleep_until(due.into()).await;
         }
+        if transactional && i % args.transaction_records == 0 {
+            if i > 0 {
+                producer
+                    .commit_transaction()
+                    .await
+                    .context("committing a transaction")?;
+                transactions += 1;
+            }
+            producer.begin_transaction().context("beginning a transaction")?;
+        }
         let record = ProducerRecord::new(args.topic.clone(), payload.clone());
         let sent = Instant::now();
         let delivery = producer.send(record).await.context("sending a record")?;
@@ -291,13 +320,27 @@ async fn produce(bootstrap_server: &str, args: ProduceArgs) -> anyhow::Result<()
             bail!("the delivery task stopped early");
         }
     }
+    if transactional && args.num_records > 0 {
+        producer
+            .commit_transaction()
+            .await
+            .context("committing a transaction")?;
+        transactions += 1;
+    }
     drop(tx);
     producer.close().await?;
     let total = collector.await??;
     if args.json {
-        println!("{}", total.final_json());
+        let mut value = total.final_json();
+        if transactional {
+            value["transactions"] = json!(transactions);
+        }
+        println!("{value}");
     } else {
         println!("{}", total.final_line());
+        if transactional {
+            println!("{transactions} transactions committed.");
+        }
     }
     if total.failed > 0 {
         bail!(

@@ -13,6 +13,7 @@ mod serve;
 mod sql;
 pub(crate) mod sql_remote;
 mod topics;
+mod transactions;
 
 /// Brook: a Kafka-compatible streaming platform in one binary.
 #[derive(Debug, Parser)]
@@ -45,6 +46,8 @@ pub enum Command {
     Sql(sql::Args),
     /// Run, validate, test and explain declarative pipeline files.
     Pipeline(pipeline::Args),
+    /// List and describe transactions and the producers of a partition.
+    Transactions(transactions::Args),
 }
 
 /// Runs one command to completion.
@@ -58,6 +61,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args).await,
         Command::Sql(args) => sql::run(args).await,
         Command::Topics(args) => topics::run(args).await,
+        Command::Transactions(args) => transactions::run(args).await,
     }
 }
 

@@ -1,12 +1,18 @@
-//! `brook topics`: create, list, describe, alter and delete topics, shaped like kafka-topics.sh.
+//! `brook topics`: create, list, describe, alter and delete topics, shaped like kafka-topics.sh;
+//! `describe` also shows each partition's open transactions (DescribeProducers) when the
+//! cluster supports it.
 
 use anyhow::{bail, Context};
-use brook_broker::client::{Admin, ClientConfig, ClusterMetadata, NewTopic, OffsetSpec, TopicMetadata};
+use brook_broker::client::{
+    ActiveProducer, Admin, ClientConfig, ClusterMetadata, NewTopic, OffsetSpec, PartitionProducers, TopicMetadata,
+};
 use brook_broker::Error;
 use serde_json::json;
 
 /// Kafka's error code when a topic exists already.
 const TOPIC_ALREADY_EXISTS: i16 = 36;
+/// Kafka's error code for an API or version the broker does not support.
+const UNSUPPORTED_VERSION: i16 = 35;
 
 /// Create, list, describe, alter and delete topics.
 #[derive(Debug, clap::Args)]
@@ -26,7 +32,7 @@ pub enum Command {
     Create(CreateArgs),
     /// List topic names.
     List(ListArgs),
-    /// Describe partitions (leader, replicas, ISR, offsets) and non-default configs.
+    /// Describe partitions (leader, replicas, ISR, offsets, open transactions) and non-default configs.
     Describe(DescribeArgs),
     /// Delete topics.
     Delete(DeleteArgs),
@@ -198,6 +204,15 @@ async fn describe(admin: &Admin, args: DescribeArgs) -> anyhow::Result<()> {
             })
             .collect();
         let replication_factor = topic.partitions.first().map_or(0, |p| p.replicas.len());
+        let producers = open_transactions(admin, &topic.name, &partitions).await;
+        let open_of = |p: i32| -> Option<Vec<&ActiveProducer>> {
+            producers.as_ref().map(|list| {
+                list.iter()
+                    .find(|x| x.partition == p)
+                    .map(PartitionProducers::open_transactions)
+                    .unwrap_or_default()
+            })
+        };
         if args.json {
             let parts: Vec<serde_json::Value> = topic
                 .partitions
@@ -210,6 +225,15 @@ async fn describe(admin: &Admin, args: DescribeArgs) -> anyhow::Result<()> {
                         "isr": p.isr,
                         "log_start_offset": offset_of(&starts, p.partition),
                         "log_end_offset": offset_of(&ends, p.partition),
+                        "open_transactions": open_of(p.partition).map(|open| {
+                            open.iter()
+                                .map(|o| json!({
+                                    "producer_id": o.producer_id,
+                                    "producer_epoch": o.producer_epoch,
+                                    "start_offset": o.current_txn_start_offset,
+                                }))
+                                .collect::<Vec<_>>()
+                        }),
                     })
                 })
                 .collect();
@@ -240,8 +264,9 @@ async fn describe(admin: &Admin, args: DescribeArgs) -> anyhow::Result<()> {
         );
         let join = |ids: &[i32]| ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
         for p in &topic.partitions {
+            let open = open_of(p.partition).map_or_else(String::new, |open| format_open(&open));
             println!(
-                "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}\tLogStartOffset: {}\tLogEndOffset: {}",
+                "\tTopic: {}\tPartition: {}\tLeader: {}\tReplicas: {}\tIsr: {}\tLogStartOffset: {}\tLogEndOffset: {}{open}",
                 topic.name,
                 p.partition,
                 p.leader,
@@ -253,6 +278,34 @@ async fn describe(admin: &Admin, args: DescribeArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The producers of each partition, for their open transactions; `None` when the cluster cannot
+/// tell (a broker without DescribeProducers), so that describe works against any cluster.
+async fn open_transactions(admin: &Admin, topic: &str, partitions: &[i32]) -> Option<Vec<PartitionProducers>> {
+    match admin.describe_producers(topic, partitions).await {
+        Ok(found) => Some(found),
+        Err(Error::Remote {
+            code: UNSUPPORTED_VERSION,
+            ..
+        }) => None,
+        Err(e) => {
+            eprintln!("cannot show the open transactions of topic {topic}: {e}");
+            None
+        }
+    }
+}
+
+/// The text column for a partition's open transactions, oldest first.
+fn format_open(open: &[&ActiveProducer]) -> String {
+    if open.is_empty() {
+        return "\tOpenTransactions: 0".to_string();
+    }
+    let each: Vec<String> = open
+        .iter()
+        .map(|o| format!("producer {} from offset {}", o.producer_id, o.current_txn_start_offset))
+        .collect();
+    format!("\tOpenTransactions: {} ({})", open.len(), each.join(", "))
 }
 
 async fn delete(admin: &Admin, args: DeleteArgs) -> anyhow::Result<()> {
@@ -286,4 +339,30 @@ async fn alter(admin: &Admin, args: AlterArgs) -> anyhow::Result<()> {
         println!("Updated configs of topic {}.", args.name);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn producer(producer_id: i64, start: i64) -> ActiveProducer {
+        ActiveProducer {
+            producer_id,
+            producer_epoch: 0,
+            last_sequence: 0,
+            last_timestamp_ms: 0,
+            coordinator_epoch: 0,
+            current_txn_start_offset: start,
+        }
+    }
+
+    #[test]
+    fn open_transactions_are_counted_and_named_oldest_first() {
+        assert_eq!(format_open(&[]), "\tOpenTransactions: 0");
+        let (a, b) = (producer(1000, 12), producer(1001, 15));
+        assert_eq!(
+            format_open(&[&a, &b]),
+            "\tOpenTransactions: 2 (producer 1000 from offset 12, producer 1001 from offset 15)"
+        );
+    }
 }

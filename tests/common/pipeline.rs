@@ -28,7 +28,15 @@ impl PipelineRun {
         let log = File::create(&log_path).expect("create pipeline log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_brook"))
             .current_dir(dir)
-            .args(["pipeline", "run", file, "--kafka-listen", "127.0.0.1:0", "--progress-interval-secs", "0"])
+            .args([
+                "pipeline",
+                "run",
+                file,
+                "--kafka-listen",
+                "127.0.0.1:0",
+                "--progress-interval-secs",
+                "0",
+            ])
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -119,7 +127,11 @@ pub fn wait_until(run: &mut PipelineRun, deadline: Duration, what: &str, mut con
             return;
         }
         run.assert_running(&format!("while waiting for {what}"));
-        assert!(Instant::now() < end, "{what}: not within {deadline:?}:\n{}", run.log_tail(80));
+        assert!(
+            Instant::now() < end,
+            "{what}: not within {deadline:?}:\n{}",
+            run.log_tail(80)
+        );
         thread::sleep(Duration::from_millis(50));
     }
 }

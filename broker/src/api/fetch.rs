@@ -1,17 +1,21 @@
 //! Fetch: serves stored batches verbatim, long-polling until `min_bytes` are available or
-//! `max_wait_ms` passes, woken by appends; full fetches and incremental fetch sessions.
+//! `max_wait_ms` passes, woken by appends and transaction markers; full fetches and incremental
+//! fetch sessions. read_committed fetches (isolation level 1) read only below the last stable
+//! offset and get the aborted transactions overlapping what they read.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind, TopicName};
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use super::Reply;
 use crate::broker::Broker;
 use crate::fetch_session::{Plan, SessionPartition};
+use crate::log::batch::scan_headers;
+use crate::log::Isolation;
 
 /// Brook's own bound on one fetch response, whatever the client asks for.
 pub const MAX_FETCH_RESPONSE_BYTES: usize = 64 << 20;
@@ -39,6 +43,7 @@ async fn fetch(broker: &Broker, request: FetchRequest, version: i16) -> FetchRes
                 max_bytes: p.partition_max_bytes,
                 sent_high_watermark: -1,
                 sent_log_start_offset: -1,
+                sent_last_stable_offset: -1,
             })
         })
         .collect();
@@ -67,30 +72,33 @@ async fn fetch(broker: &Broker, request: FetchRequest, version: i16) -> FetchRes
     let deadline = tokio::time::Instant::now() + wait;
     let min_bytes = (request.min_bytes.max(0) as usize).max(1);
     let max_bytes = (request.max_bytes.max(0) as usize).min(MAX_FETCH_RESPONSE_BYTES);
-    let read_committed = request.isolation_level == 1;
+    let isolation = Isolation::from_level(request.isolation_level);
     let mut signal = broker.signal.subscribe();
     let parts = loop {
         signal.borrow_and_update();
-        let (parts, bytes, errors) = collect(broker, &targets, max_bytes, read_committed);
+        let (parts, bytes, errors) = collect(broker, &targets, max_bytes, isolation);
         if bytes >= min_bytes || errors || tokio::time::Instant::now() >= deadline {
             break parts;
         }
         tokio::select! {
             changed = signal.changed() => if changed.is_err() { break parts },
-            _ = tokio::time::sleep_until(deadline) => break collect(broker, &targets, max_bytes, read_committed).0,
+            _ = tokio::time::sleep_until(deadline) => break collect(broker, &targets, max_bytes, isolation).0,
         }
     };
 
     // Incremental responses carry only partitions with news: records, an error, or a moved
-    // high watermark or log start offset. Every response updates what the session last sent.
+    // high watermark, log start offset or last stable offset. Every response updates what the
+    // session last sent.
     let mut included = Vec::with_capacity(parts.len());
     for (target, data) in targets.iter_mut().zip(parts) {
         let news = data.error_code != 0
             || data.records.as_ref().is_some_and(|r| !r.is_empty())
             || data.high_watermark != target.sent_high_watermark
-            || data.log_start_offset != target.sent_log_start_offset;
+            || data.log_start_offset != target.sent_log_start_offset
+            || data.last_stable_offset != target.sent_last_stable_offset;
         target.sent_high_watermark = data.high_watermark;
         target.sent_log_start_offset = data.log_start_offset;
+        target.sent_last_stable_offset = data.last_stable_offset;
         if !incremental || news {
             included.push((target.topic.clone(), target.topic_id, data));
         }
@@ -128,8 +136,9 @@ fn collect(
     broker: &Broker,
     targets: &[SessionPartition],
     max_bytes: usize,
-    read_committed: bool,
+    isolation: Isolation,
 ) -> (Vec<PartitionData>, usize, bool) {
+    let read_committed = isolation == Isolation::ReadCommitted;
     let mut budget = max_bytes;
     let mut total = 0usize;
     let mut errors = false;
@@ -138,6 +147,7 @@ fn collect(
         let mut data = PartitionData::default()
             .with_partition_index(t.partition)
             .with_records(Some(Bytes::new()));
+        // Kafka sends null aborted transactions to read_uncommitted fetchers, a list otherwise.
         data.aborted_transactions = read_committed.then(Vec::new);
         match broker.topics.log(&t.topic, t.partition) {
             Err(e) => {
@@ -145,19 +155,22 @@ fn collect(
                 data.error_code = e.kafka_code();
             }
             Ok(log) => {
-                let hw = log.high_watermark();
-                data.high_watermark = hw;
-                data.last_stable_offset = hw;
-                data.log_start_offset = log.log_start_offset();
+                let offsets = log.visible_offsets();
+                data.high_watermark = offsets.high_watermark;
+                data.last_stable_offset = offsets.last_stable_offset;
+                data.log_start_offset = offsets.log_start_offset;
                 let max = (t.max_bytes.max(0) as usize).min(budget);
                 // The first batch is returned even past the limits (KIP-74), but only while
                 // nothing else has been collected, so the response stays bounded.
                 let limit = if total == 0 { max.max(1) } else { max };
                 if limit > 0 {
-                    match log.read(t.fetch_offset, limit, hw) {
+                    match log.read(t.fetch_offset, limit, offsets.end(isolation)) {
                         Ok(bytes) => {
                             total += bytes.len();
                             budget = budget.saturating_sub(bytes.len());
+                            if read_committed && !bytes.is_empty() {
+                                data.aborted_transactions = Some(aborted(&log, t.fetch_offset, &bytes));
+                            }
                             data.records = Some(bytes);
                         }
                         Err(e) => {
@@ -174,6 +187,23 @@ fn collect(
         parts.push(data);
     }
     (parts, total, errors)
+}
+
+/// The aborted transactions overlapping the records read from `fetch_offset`: up to the end of
+/// the last batch returned, as Kafka bounds them.
+fn aborted(log: &crate::log::PartitionLog, fetch_offset: i64, bytes: &Bytes) -> Vec<AbortedTransaction> {
+    let upto = scan_headers(bytes)
+        .filter_map(|item| item.ok())
+        .last()
+        .map_or(fetch_offset, |(_, header)| header.last_offset() + 1);
+    log.aborted_transactions(fetch_offset, upto)
+        .into_iter()
+        .map(|(producer_id, first_offset)| {
+            AbortedTransaction::default()
+                .with_producer_id(ProducerId(producer_id))
+                .with_first_offset(first_offset)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -242,6 +272,134 @@ mod tests {
                     .map(|p| (p.partition_index, p.records.as_ref().map_or(0, |r| r.len())))
             })
             .collect()
+    }
+
+    /// Appends a transactional batch of one record of producer `producer_id` to partition 0.
+    fn append_txn(broker: &Broker, producer_id: i64, sequence: i32) {
+        let record = NewRecord {
+            timestamp_ms: 1,
+            key: None,
+            value: Some(Bytes::from_static(b"t")),
+            headers: vec![],
+        };
+        let options = EncodeOptions {
+            producer_id,
+            producer_epoch: 0,
+            base_sequence: sequence,
+            transactional: true,
+            ..EncodeOptions::default()
+        };
+        let payload = encode_batch(&[record], &options).unwrap();
+        let headers = validate_batches(&payload).unwrap();
+        let log = broker.topics.log("t", 0).unwrap();
+        let opts = AppendOptions {
+            now_ms: 1,
+            log_append_time: false,
+            leader_epoch: 0,
+        };
+        log.append(payload, &headers, &opts).unwrap();
+    }
+
+    fn end_txn(broker: &Broker, producer_id: i64, commit: bool) {
+        let log = broker.topics.log("t", 0).unwrap();
+        log.append_marker_at(producer_id, 0, commit, 0, 1).unwrap();
+    }
+
+    /// (records bytes, high watermark, last stable offset, aborted transactions) of a partition.
+    type Shown = (usize, i64, i64, Option<Vec<(i64, i64)>>);
+
+    /// What the response shows of partition 0.
+    fn partition_zero(response: &FetchResponse) -> Shown {
+        let p = &response.responses[0].partitions[0];
+        let aborted = p
+            .aborted_transactions
+            .as_ref()
+            .map(|list| list.iter().map(|t| (t.producer_id.0, t.first_offset)).collect());
+        (
+            p.records.as_ref().map_or(0, |r| r.len()),
+            p.high_watermark,
+            p.last_stable_offset,
+            aborted,
+        )
+    }
+
+    #[tokio::test]
+    async fn read_committed_fetches_stop_at_the_last_stable_offset_with_aborted_transactions() {
+        let (_dir, broker) = test_support::open();
+        let configs = BTreeMap::from([("flush.messages".to_string(), "1000".to_string())]);
+        broker.topics.create(&broker.config(), "t", 1, configs, false).unwrap();
+        append(&broker, 0); // 0
+        append_txn(&broker, 1, 0); // 1
+        append(&broker, 0); // 2
+        end_txn(&broker, 1, false); // 3
+        append_txn(&broker, 2, 0); // 4, open
+        append(&broker, 0); // 5
+
+        let committed = fetch(&broker, request(0, -1, &[(0, 0)]).with_isolation_level(1), 12).await;
+        let (bytes, hw, lso, aborted) = partition_zero(&committed);
+        assert_eq!((hw, lso, aborted), (6, 4, Some(vec![(1, 1)])));
+        let log = broker.topics.log("t", 0).unwrap();
+        assert_eq!(
+            bytes,
+            log.read(0, usize::MAX, 4).unwrap().len(),
+            "everything below 4, nothing past"
+        );
+
+        let uncommitted = fetch(&broker, request(0, -1, &[(0, 0)]), 12).await;
+        let (bytes, hw, lso, aborted) = partition_zero(&uncommitted);
+        assert_eq!(
+            (hw, lso, aborted),
+            (6, 4, None),
+            "Kafka sends null aborted transactions"
+        );
+        assert_eq!(bytes, log.read(0, usize::MAX, 6).unwrap().len());
+
+        // Past the aborted transaction's marker, it is no longer reported.
+        let later = fetch(&broker, request(0, -1, &[(0, 4)]).with_isolation_level(1), 12).await;
+        assert_eq!(partition_zero(&later), (0, 6, 4, Some(vec![])));
+        end_txn(&broker, 2, true);
+        let later = fetch(&broker, request(0, -1, &[(0, 4)]).with_isolation_level(1), 12).await;
+        let (bytes, hw, lso, aborted) = partition_zero(&later);
+        assert!(bytes > 0);
+        assert_eq!((hw, lso, aborted), (7, 7, Some(vec![])));
+        test_support::encodes(&committed, 4..=12);
+    }
+
+    #[tokio::test]
+    async fn a_read_committed_long_poll_wakes_when_a_marker_moves_the_last_stable_offset() {
+        let (_dir, broker) = test_support::open();
+        let configs = BTreeMap::from([("flush.messages".to_string(), "1000".to_string())]);
+        broker.topics.create(&broker.config(), "t", 1, configs, false).unwrap();
+        append_txn(&broker, 1, 0);
+        let poll = request(0, -1, &[(0, 0)])
+            .with_isolation_level(1)
+            .with_max_wait_ms(MAX_FETCH_WAIT_MS as i32);
+        let broker_for_poll = broker.clone();
+        let waiting = tokio::spawn(async move { fetch(&broker_for_poll, poll, 12).await });
+        // The poll subscribes before its first look, so a marker appended at any time wakes it.
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "nothing is committed yet: the poll waits");
+        end_txn(&broker, 1, true);
+        let response = waiting.await.unwrap();
+        let (bytes, hw, lso, _) = partition_zero(&response);
+        assert!(bytes > 0, "the committed record is returned");
+        assert_eq!((hw, lso), (2, 2));
+    }
+
+    #[tokio::test]
+    async fn incremental_sessions_report_a_moved_last_stable_offset() {
+        let (_dir, broker) = test_support::open();
+        let configs = BTreeMap::from([("flush.messages".to_string(), "1000".to_string())]);
+        broker.topics.create(&broker.config(), "t", 1, configs, false).unwrap();
+        append_txn(&broker, 1, 0);
+        let full = fetch(&broker, request(0, 0, &[(0, 0)]).with_isolation_level(1), 12).await;
+        assert_eq!(partition_zero(&full), (0, 1, 0, Some(vec![])));
+        let quiet = fetch(&broker, request(full.session_id, 1, &[]).with_isolation_level(1), 12).await;
+        assert!(quiet.responses.is_empty());
+        end_txn(&broker, 1, false);
+        let news = fetch(&broker, request(full.session_id, 2, &[]).with_isolation_level(1), 12).await;
+        let (_, hw, lso, aborted) = partition_zero(&news);
+        assert_eq!((hw, lso, aborted), (2, 2, Some(vec![(1, 0)])));
     }
 
     #[tokio::test]

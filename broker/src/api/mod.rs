@@ -1,5 +1,7 @@
 //! Request handlers, one file per Kafka API, routed from one table below.
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod api_versions;
 pub mod consumer_group_describe;
@@ -12,6 +14,9 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_producers;
+pub mod describe_transactions;
+pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -21,6 +26,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -28,6 +34,7 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
+pub mod txn_offset_commit;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -63,6 +70,8 @@ pub fn handle(broker: &Arc<Broker>, request: RequestKind, version: i16, client: 
     use RequestKind as R;
     use ResponseKind as K;
     let ready = match request {
+        R::AddOffsetsToTxn(r) => return Some(add_offsets_to_txn::handle(broker, r, version)),
+        R::AddPartitionsToTxn(r) => return Some(add_partitions_to_txn::handle(broker, r, version)),
         R::AlterConfigs(r) => K::AlterConfigs(alter_configs::handle(broker, r, version)),
         R::ApiVersions(r) => K::ApiVersions(api_versions::handle(r, version)),
         R::ConsumerGroupDescribe(r) => K::ConsumerGroupDescribe(consumer_group_describe::handle(broker, r, version)),
@@ -77,17 +86,21 @@ pub fn handle(broker: &Arc<Broker>, request: RequestKind, version: i16, client: 
         R::DescribeCluster(r) => K::DescribeCluster(describe_cluster::handle(broker, r, version)),
         R::DescribeConfigs(r) => K::DescribeConfigs(describe_configs::handle(broker, r, version)),
         R::DescribeGroups(r) => K::DescribeGroups(describe_groups::handle(broker, r, version)),
+        R::DescribeProducers(r) => K::DescribeProducers(describe_producers::handle(broker, r, version)),
+        R::DescribeTransactions(r) => K::DescribeTransactions(describe_transactions::handle(broker, r, version)),
+        R::EndTxn(r) => return Some(end_txn::handle(broker, r, version)),
         R::Fetch(r) => return Some(fetch::handle(broker, r, version)),
         R::FindCoordinator(r) => K::FindCoordinator(find_coordinator::handle(broker, r, version)),
         R::Heartbeat(r) => K::Heartbeat(heartbeat::handle(broker, r, version)),
         R::IncrementalAlterConfigs(r) => {
             K::IncrementalAlterConfigs(incremental_alter_configs::handle(broker, r, version))
         }
-        R::InitProducerId(r) => K::InitProducerId(init_producer_id::handle(broker, r, version)),
+        R::InitProducerId(r) => return Some(init_producer_id::handle(broker, r, version)),
         R::JoinGroup(r) => return Some(join_group::handle(broker, r, version, client)),
         R::LeaveGroup(r) => K::LeaveGroup(leave_group::handle(broker, r, version)),
         R::ListGroups(r) => K::ListGroups(list_groups::handle(broker, r, version)),
         R::ListOffsets(r) => K::ListOffsets(list_offsets::handle(broker, r, version)),
+        R::ListTransactions(r) => K::ListTransactions(list_transactions::handle(broker, r, version)),
         R::Metadata(r) => K::Metadata(metadata::handle(broker, r, version)),
         R::OffsetCommit(r) => return Some(offset_commit::handle(broker, r, version)),
         R::OffsetDelete(r) => return Some(offset_delete::handle(broker, r, version)),
@@ -95,6 +108,7 @@ pub fn handle(broker: &Arc<Broker>, request: RequestKind, version: i16, client: 
         R::OffsetForLeaderEpoch(r) => K::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, r, version)),
         R::Produce(r) => return Some(produce::handle(broker, r, version)),
         R::SyncGroup(r) => return Some(sync_group::handle(broker, r, version)),
+        R::TxnOffsetCommit(r) => return Some(txn_offset_commit::handle(broker, r, version)),
         _ => return None,
     };
     Some(Reply::Now(Box::new(ready)))

@@ -2,9 +2,9 @@
 //! topics, v2+), for several groups in one request from v8.
 //!
 //! As Kafka answers: a partition without a committed offset gets offset -1, leader epoch -1 and
-//! empty metadata with no error; an unknown group is a group without offsets. `require_stable`
-//! (v7+) asks to wait for pending transactional commits, which Brook does not have, so it is
-//! answered at once.
+//! empty metadata with no error; an unknown group is a group without offsets. With
+//! `require_stable` (v7+), a partition for which an open transaction holds an offset answers
+//! UNSTABLE_OFFSET_COMMIT (retriable: the client asks again once the transaction ends).
 
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 
 use crate::broker::Broker;
 use crate::group::offsets::membership;
@@ -29,6 +30,7 @@ struct PartitionAnswer {
     offset: i64,
     leader_epoch: i32,
     metadata: String,
+    error_code: i16,
 }
 
 /// One group's answer: a group-level error, or offsets by topic.
@@ -53,6 +55,7 @@ pub fn handle(broker: &Arc<Broker>, request: OffsetFetchRequest, version: i16) -
                     topics,
                     g.member_id.as_deref(),
                     g.member_epoch,
+                    request.require_stable,
                 );
                 let topics = answer
                     .topics
@@ -66,6 +69,7 @@ pub fn handle(broker: &Arc<Broker>, request: OffsetFetchRequest, version: i16) -
                                     .with_committed_offset(p.offset)
                                     .with_committed_leader_epoch(p.leader_epoch)
                                     .with_metadata(Some(StrBytes::from_string(p.metadata)))
+                                    .with_error_code(p.error_code)
                             })
                             .collect();
                         OffsetFetchResponseTopics::default()
@@ -84,7 +88,8 @@ pub fn handle(broker: &Arc<Broker>, request: OffsetFetchRequest, version: i16) -
     let topics = request
         .topics
         .map(|ts| ts.into_iter().map(|t| (t.name, t.partition_indexes)).collect());
-    let answer = answer_group(broker, request.group_id.0.as_str(), topics, None, -1);
+    let require_stable = version >= 7 && request.require_stable;
+    let answer = answer_group(broker, request.group_id.0.as_str(), topics, None, -1, require_stable);
     // v1 has no top-level error code: a group error is reported on every partition.
     let partition_error = if version < 2 { answer.error_code } else { 0 };
     let topics = answer
@@ -99,7 +104,11 @@ pub fn handle(broker: &Arc<Broker>, request: OffsetFetchRequest, version: i16) -
                         .with_committed_offset(p.offset)
                         .with_committed_leader_epoch(p.leader_epoch)
                         .with_metadata(Some(StrBytes::from_string(p.metadata)))
-                        .with_error_code(partition_error)
+                        .with_error_code(if p.error_code != 0 {
+                            p.error_code
+                        } else {
+                            partition_error
+                        })
                 })
                 .collect();
             OffsetFetchResponseTopic::default()
@@ -122,6 +131,7 @@ fn answer_group(
     topics: Option<Vec<(TopicName, Vec<i32>)>>,
     member_id: Option<&str>,
     member_epoch: i32,
+    require_stable: bool,
 ) -> GroupAnswer {
     if let Err(error_code) = membership::validate_fetch(&broker.groups, group, member_id, member_epoch) {
         return GroupAnswer {
@@ -130,25 +140,33 @@ fn answer_group(
         };
     }
     let offsets = &broker.groups.offsets;
+    let unstable = |topic: &str, index: i32| require_stable && offsets.has_pending_txn(group, topic, index);
     let topics = match topics {
         Some(topics) => topics
             .into_iter()
             .map(|(name, indexes)| {
                 let partitions = indexes
                     .into_iter()
-                    .map(|index| match offsets.fetch(group, name.0.as_str(), index) {
-                        Some(v) => PartitionAnswer {
-                            index,
-                            offset: v.offset,
-                            leader_epoch: v.leader_epoch,
-                            metadata: v.metadata,
-                        },
-                        None => PartitionAnswer {
-                            index,
-                            offset: NO_OFFSET,
-                            leader_epoch: NO_LEADER_EPOCH,
-                            metadata: String::new(),
-                        },
+                    .map(|index| {
+                        if unstable(name.0.as_str(), index) {
+                            return unstable_answer(index);
+                        }
+                        match offsets.fetch(group, name.0.as_str(), index) {
+                            Some(v) => PartitionAnswer {
+                                index,
+                                offset: v.offset,
+                                leader_epoch: v.leader_epoch,
+                                metadata: v.metadata,
+                                error_code: 0,
+                            },
+                            None => PartitionAnswer {
+                                index,
+                                offset: NO_OFFSET,
+                                leader_epoch: NO_LEADER_EPOCH,
+                                metadata: String::new(),
+                                error_code: 0,
+                            },
+                        }
                     })
                     .collect();
                 (name, partitions)
@@ -157,11 +175,16 @@ fn answer_group(
         None => {
             let mut by_topic: Vec<(TopicName, Vec<PartitionAnswer>)> = Vec::new();
             for (topic, index, v) in offsets.fetch_all(group) {
-                let answer = PartitionAnswer {
-                    index,
-                    offset: v.offset,
-                    leader_epoch: v.leader_epoch,
-                    metadata: v.metadata,
+                let answer = if unstable(&topic, index) {
+                    unstable_answer(index)
+                } else {
+                    PartitionAnswer {
+                        index,
+                        offset: v.offset,
+                        leader_epoch: v.leader_epoch,
+                        metadata: v.metadata,
+                        error_code: 0,
+                    }
                 };
                 // fetch_all is ordered by topic, so a topic's partitions are adjacent.
                 match by_topic.last_mut() {
@@ -173,6 +196,17 @@ fn answer_group(
         }
     };
     GroupAnswer { error_code: 0, topics }
+}
+
+/// A partition whose offset an open transaction is about to change.
+fn unstable_answer(index: i32) -> PartitionAnswer {
+    PartitionAnswer {
+        index,
+        offset: NO_OFFSET,
+        leader_epoch: NO_LEADER_EPOCH,
+        metadata: String::new(),
+        error_code: ResponseError::UnstableOffsetCommit.code(),
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
-//! Produce: validates each partition's record batches (CRC, size, keys on compacted topics),
-//! appends them verbatim, and acknowledges once they are durable (acks 1 and all).
+//! Produce: validates each partition's record batches (CRC, size, keys on compacted topics,
+//! a transactional id for transactional batches), appends them verbatim (the log checks
+//! producer epochs, sequences and transactions), and acknowledges once they are durable (acks 1
+//! and all).
 
 use std::sync::Arc;
 
@@ -21,6 +23,7 @@ const MAX_INSPECT_BYTES: usize = 64 << 20;
 /// Appends every partition's batches now, in request order, and answers once they are durable.
 pub fn handle(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> Reply {
     let acks = request.acks;
+    let transactional = request.transactional_id.is_some();
     let config = broker.config();
     let mut topics = Vec::with_capacity(request.topic_data.len());
     // (topic index, partition index, log, offset that must be durable)
@@ -37,7 +40,7 @@ pub fn handle(broker: &Arc<Broker>, request: ProduceRequest, _version: i16) -> R
             let outcome = if !matches!(acks, -1..=1) {
                 Err(None)
             } else {
-                append(broker, &config, &name, data.index, data.records).map_err(Some)
+                append(broker, &config, &name, data.index, data.records, transactional).map_err(Some)
             };
             let response = match outcome {
                 Ok((log, info)) => {
@@ -93,6 +96,7 @@ fn append(
     topic: &str,
     partition: i32,
     records: Option<Bytes>,
+    transactional: bool,
 ) -> Result<(Arc<PartitionLog>, AppendInfo)> {
     if crate::topics::is_internal_topic(topic) {
         return Err(Error::InvalidTopic {
@@ -111,6 +115,13 @@ fn append(
             "a produce request must hold exactly one record batch per partition, not {}",
             headers.len()
         )));
+    }
+    if headers[0].is_transactional() && !transactional {
+        // Kafka refuses these with TRANSACTIONAL_ID_AUTHORIZATION_FAILED: no transactional id, no
+        // coordinator will ever end the transaction, and it would hold the last stable offset.
+        return Err(Error::InvalidRecord(
+            "a transactional batch needs the produce request's transactional id".to_string(),
+        ));
     }
     let size_bytes = headers[0].total_bytes();
     if size_bytes > rules.max_message_bytes {
@@ -179,4 +190,71 @@ pub fn old_version_response(mut body: Bytes, version: i16, correlation_id: i32) 
     let len = (out.len() - 4) as i32;
     out[..4].copy_from_slice(&len.to_be_bytes());
     Ok(out.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::TopicName;
+
+    use super::*;
+    use crate::api::create_topics::test_support;
+    use crate::log::batch::{encode_batch, EncodeOptions, NewRecord};
+
+    /// A produce request of one transactional batch of producer 5 at `epoch` and `sequence`.
+    fn request(transactional_id: Option<&'static str>, epoch: i16, sequence: i32) -> ProduceRequest {
+        let record = NewRecord {
+            timestamp_ms: 1,
+            key: None,
+            value: Some(Bytes::from_static(b"v")),
+            headers: vec![],
+        };
+        let options = EncodeOptions {
+            producer_id: 5,
+            producer_epoch: epoch,
+            base_sequence: sequence,
+            transactional: true,
+            ..EncodeOptions::default()
+        };
+        let records = encode_batch(&[record], &options).unwrap().freeze();
+        ProduceRequest::default()
+            .with_transactional_id(transactional_id.map(StrBytes::from_static_str).map(Into::into))
+            .with_acks(-1)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(records))])])
+    }
+
+    async fn produce(broker: &Arc<Broker>, request: ProduceRequest) -> (i16, i64) {
+        let response = match handle(broker, request, 11) {
+            Reply::Now(kind) => *kind,
+            Reply::Later(future) => future.await.unwrap(),
+            Reply::Nothing => panic!("acks=-1 always answers"),
+        };
+        let ResponseKind::Produce(response) = response else {
+            panic!("not a produce response")
+        };
+        let p = &response.responses[0].partition_responses[0];
+        (p.error_code, p.base_offset)
+    }
+
+    #[tokio::test]
+    async fn transactional_batches_need_a_transactional_id_and_a_current_epoch() {
+        let (_dir, broker) = test_support::open();
+        broker
+            .topics
+            .create(&broker.config(), "t", 1, Default::default(), false)
+            .unwrap();
+        let invalid_record = ResponseError::InvalidRecord.code();
+        assert_eq!(produce(&broker, request(None, 0, 0)).await, (invalid_record, -1));
+        assert_eq!(produce(&broker, request(Some("tx"), 1, 0)).await, (0, 0));
+        let log = broker.topics.log("t", 0).unwrap();
+        assert_eq!(log.last_stable_offset(), 0, "the transaction is open");
+        let stale = produce(&broker, request(Some("tx"), 0, 1)).await;
+        assert_eq!(stale, (ResponseError::InvalidProducerEpoch.code(), -1));
+        log.append_marker(5, 1, true, 0).await.unwrap();
+        assert_eq!(log.last_stable_offset(), 2);
+    }
 }

@@ -19,6 +19,14 @@ mod metadata;
 mod offsets;
 mod partitioner;
 mod producer;
+mod transaction;
+#[cfg(test)]
+mod transaction_broker_tests;
+#[cfg(test)]
+mod transaction_tests;
+mod txn_admin;
+mod txn_protocol;
+mod txn_state;
 mod versions;
 
 pub use admin::{Admin, ConfigEntry, NewTopic, OffsetSpec, PartitionOffset};
@@ -31,6 +39,11 @@ pub use group_admin::{GroupDescription, GroupListing, GroupMember};
 pub use metadata::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
 pub use partitioner::{murmur2, partition_for_key};
 pub use producer::{DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
+pub use transaction::{ConsumerGroupMetadata, MAX_TRANSACTION_OFFSETS};
+pub use txn_admin::{
+    ActiveProducer, PartitionProducers, TransactionDescription, TransactionListing, MAX_DESCRIBED_TRANSACTIONS,
+    TRANSACTION_STATES,
+};
 
 // For `crate::access`, which fetches one partition at a time and decodes as the consumer does.
 pub(crate) use admin::list_offsets as list_partition_offsets;

@@ -1,5 +1,7 @@
 //! The producer: partitions records, gathers them into batches per partition, and sends them to
 //! partition leaders with bounded memory, optional idempotence, and retries that keep order.
+//! Transactions (KIP-98) are in `transaction.rs`; here the sender adds each partition to the
+//! open transaction before any of its batches goes out.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -10,14 +12,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::{
+    ApiKey, InitProducerIdRequest, ProduceRequest, ProduceResponse, TopicName, TransactionalId,
+};
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::{oneshot, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
-use super::accumulator::{copy_error, Accumulator, Completion, Limits, SealedBatch};
+use super::accumulator::{copy_error, Accumulator, Completion, Drained, Limits, SealedBatch};
 use super::cluster::Cluster;
+use super::consumer_protocol::TopicPartition;
 use super::partitioner::{partition_for_key, StickyPartitioner};
+use super::txn_state::{produce_disposition, TxnState};
 use super::{backoff_ms, check_code, is_stale_metadata, remote_error, ClientConfig};
 use crate::error::{Error, Result};
 use crate::log::batch::{encode_batch, Compression, EncodeOptions, NewRecord};
@@ -56,6 +62,14 @@ pub struct ProducerConfig {
     pub retries: u32,
     /// How long a record may wait for its acknowledgement, retries included.
     pub delivery_timeout_ms: u64,
+    /// Kafka's `transactional.id`: makes the producer transactional (needs idempotence), and
+    /// fences any earlier producer with the same id when `init_transactions` runs.
+    pub transactional_id: Option<String>,
+    /// Kafka's `transaction.timeout.ms`: the coordinator aborts a transaction open this long.
+    pub transaction_timeout_ms: u64,
+    /// Kafka's `max.block.ms`: how long `init_transactions`, `commit_transaction`,
+    /// `abort_transaction` and `send_offsets_to_transaction` keep retrying the coordinator.
+    pub max_block_ms: u64,
 }
 
 impl ProducerConfig {
@@ -73,6 +87,9 @@ impl ProducerConfig {
             idempotent: true,
             retries: u32::MAX,
             delivery_timeout_ms: 120_000,
+            transactional_id: None,
+            transaction_timeout_ms: 60_000,
+            max_block_ms: 60_000,
         }
     }
 }
@@ -135,27 +152,35 @@ impl Future for DeliveryFuture {
 
 /// A producer for one cluster; `send` may be called from many tasks at once.
 pub struct Producer {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
     sender: Option<JoinHandle<()>>,
 }
 
-struct Inner {
-    cluster: Arc<Cluster>,
-    config: ProducerConfig,
+pub(super) struct Inner {
+    pub(super) cluster: Arc<Cluster>,
+    pub(super) config: ProducerConfig,
     state: Mutex<State>,
     /// Wakes the sender task.
-    wake: Notify,
+    pub(super) wake: Notify,
     /// Signalled whenever batches finish, for `flush`.
     progress: Notify,
     /// One permit per buffered byte.
     buffer: Semaphore,
-    producer_id: i64,
-    producer_epoch: i16,
+    /// The accumulator's limits, to start a fresh one when the producer gets a new epoch.
+    pub(super) limits: Limits,
+    /// Serialises the transactional calls (init, offsets, commit, abort) of one producer.
+    pub(super) txn_ops: tokio::sync::Mutex<()>,
 }
 
-struct State {
-    accumulator: Accumulator,
+pub(super) struct State {
+    pub(super) accumulator: Accumulator,
     sticky: StickyPartitioner,
+    /// The producer id, -1 when not idempotent (or not initialised yet).
+    pub(super) producer_id: i64,
+    /// The producer epoch.
+    pub(super) producer_epoch: i16,
+    /// The transaction state of a transactional producer.
+    pub(super) txn: Option<TxnState>,
 }
 
 impl Producer {
@@ -163,7 +188,8 @@ impl Producer {
     pub async fn new(config: ProducerConfig) -> Result<Producer> {
         validate(&config)?;
         let cluster = Cluster::connect_with(config.client.clone(), true).await?;
-        let (producer_id, producer_epoch) = if config.idempotent {
+        // A transactional producer gets its id from `init_transactions`.
+        let (producer_id, producer_epoch) = if config.idempotent && config.transactional_id.is_none() {
             init_producer_id(&cluster).await?
         } else {
             (-1, -1)
@@ -179,15 +205,18 @@ impl Producer {
         let inner = Arc::new(Inner {
             cluster,
             buffer: Semaphore::new(config.buffer_bytes),
-            config,
             state: Mutex::new(State {
                 accumulator: Accumulator::new(limits),
                 sticky: StickyPartitioner::default(),
+                producer_id,
+                producer_epoch,
+                txn: config.transactional_id.clone().map(TxnState::new),
             }),
+            config,
             wake: Notify::new(),
             progress: Notify::new(),
-            producer_id,
-            producer_epoch,
+            limits,
+            txn_ops: tokio::sync::Mutex::new(()),
         });
         let sender = tokio::spawn(run_sender(inner.clone()));
         Ok(Producer {
@@ -197,8 +226,12 @@ impl Producer {
     }
 
     /// Queues a record; waits while the buffer is full. The returned future reports delivery.
+    /// A transactional producer sends only inside a transaction (after `begin_transaction`).
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
         let inner = &self.inner;
+        if let Some(txn) = &inner.lock().txn {
+            txn.check_send("send")?;
+        }
         let bytes = record_bytes(&record);
         let limit = inner.config.max_request_bytes.min(inner.config.buffer_bytes);
         if bytes > limit {
@@ -241,13 +274,24 @@ impl Producer {
                 inner.buffer.add_permits(bytes);
                 return Err(Error::Shutdown("producer"));
             }
-            state.accumulator.append(
+            // The partition joins the transaction before any batch of it is sent.
+            let new_in_transaction = match state.txn.as_mut().map(|t| t.register(&record.topic, partition)) {
+                Some(Err(e)) => {
+                    drop(state);
+                    inner.buffer.add_permits(bytes);
+                    return Err(e);
+                }
+                Some(Ok(new)) => new,
+                None => false,
+            };
+            let appended = state.accumulator.append(
                 &record.topic,
                 partition,
                 new_record,
                 Completion { tx, timestamp_ms },
                 bytes,
-            )
+            );
+            appended || new_in_transaction
         };
         if wake {
             inner.wake.notify_one();
@@ -257,10 +301,7 @@ impl Producer {
 
     /// Sends everything buffered now and waits until every queued record is acknowledged or failed.
     pub async fn flush(&self) -> Result<()> {
-        self.inner.lock().accumulator.flushing += 1;
-        self.inner.wake.notify_one();
-        self.inner.wait_idle().await;
-        self.inner.lock().accumulator.flushing -= 1;
+        self.inner.flush().await;
         Ok(())
     }
 
@@ -295,6 +336,15 @@ fn validate(config: &ProducerConfig) -> Result<()> {
     }
     if config.idempotent && config.acks != -1 {
         return invalid("enable.idempotence", "an idempotent producer needs acks=all");
+    }
+    if config.transactional_id.is_some() && !config.idempotent {
+        return invalid("enable.idempotence", "a transactional producer must be idempotent");
+    }
+    if config.transactional_id.as_deref().is_some_and(str::is_empty) {
+        return invalid("transactional.id", "must not be empty");
+    }
+    if config.transaction_timeout_ms == 0 || config.transaction_timeout_ms > i32::MAX as u64 {
+        return invalid("transaction.timeout.ms", "must be between 1 ms and 2^31-1 ms");
     }
     if config.idempotent && config.max_in_flight_per_partition > 5 {
         return invalid(
@@ -342,8 +392,23 @@ fn now_ms() -> i64 {
 }
 
 impl Inner {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Sends everything buffered now and waits until every queued record is acknowledged or failed.
+    pub(super) async fn flush(&self) {
+        self.lock().accumulator.flushing += 1;
+        self.wake.notify_one();
+        self.wait_idle().await;
+        self.lock().accumulator.flushing -= 1;
+    }
+
+    /// Fails the open transaction after a batch failed for good.
+    fn batch_failed(&self, error: &Error) {
+        if let Some(txn) = self.lock().txn.as_mut() {
+            txn.fail(copy_error(error), produce_disposition(error));
+        }
     }
 
     async fn wait_idle(&self) {
@@ -411,6 +476,7 @@ impl Inner {
                 } else {
                     tracing::warn!(topic = %topic, partition, error = %e, "produce failed");
                     self.lock().accumulator.finished(&topic, partition);
+                    self.batch_failed(&e);
                     self.resolve(batch, Err(&e));
                 }
             }
@@ -442,15 +508,19 @@ impl Inner {
         let mut topics: BTreeMap<String, Vec<PartitionProduceData>> = BTreeMap::new();
         let mut failed = Vec::new();
         let mut kept = Vec::with_capacity(batches.len());
+        let (producer_id, producer_epoch) = {
+            let state = self.lock();
+            (state.producer_id, state.producer_epoch)
+        };
         for mut batch in batches.drain(..) {
             if batch.data.is_none() {
                 let options = EncodeOptions {
                     base_offset: 0,
                     compression: self.config.compression,
-                    producer_id: self.producer_id,
-                    producer_epoch: self.producer_epoch,
+                    producer_id,
+                    producer_epoch,
                     base_sequence: batch.base_sequence,
-                    transactional: false,
+                    transactional: self.config.transactional_id.is_some(),
                     partition_leader_epoch: -1,
                 };
                 match encode_batch(&batch.records, &options) {
@@ -472,6 +542,7 @@ impl Inner {
         }
         for (batch, e) in failed {
             self.lock().accumulator.finished(&batch.topic, batch.partition);
+            self.batch_failed(&e);
             self.resolve(batch, Err(&e));
             self.progress.notify_waiters();
         }
@@ -479,6 +550,11 @@ impl Inner {
             return;
         }
         let mut request = ProduceRequest::default();
+        request.transactional_id = self
+            .config
+            .transactional_id
+            .as_deref()
+            .map(|id| TransactionalId(StrBytes::from_string(id.to_string())));
         request.acks = self.config.acks;
         request.timeout_ms = i32::try_from(self.config.client.request_timeout_ms).unwrap_or(i32::MAX);
         request.topic_data = topics
@@ -546,24 +622,65 @@ impl Inner {
     }
 }
 
+/// What the sender does next.
+enum Step {
+    /// Add these partitions to the open transaction before any batch is drained.
+    AddPartitions(Vec<TopicPartition>),
+    /// Send what was drained, or fail it with the error of a failed transaction.
+    Drained(Drained, Option<Error>),
+}
+
+/// Picks the sender's next step; called with the state locked, so a record appended by `send`
+/// is either drained here with its partition already in the transaction, or waits.
+fn next_step(state: &mut State, cluster: &Cluster) -> Step {
+    if let Some(error) = state.txn.as_ref().and_then(TxnState::unsendable) {
+        // The batches of a failed transaction are failed here, never sent. Draining gave them
+        // sequence numbers the broker will not see, so the producer needs a new epoch.
+        let drained = state.accumulator.drain(|_, _| Some(-1));
+        for (_, batches) in &drained.requests {
+            for batch in batches {
+                state.accumulator.finished(&batch.topic, batch.partition);
+            }
+        }
+        if let (Some(txn), false) = (state.txn.as_mut(), drained.requests.is_empty()) {
+            txn.require_epoch_bump();
+        }
+        return Step::Drained(drained, Some(error));
+    }
+    if let Some(pending) = state.txn.as_ref().map(TxnState::pending).filter(|p| !p.is_empty()) {
+        return Step::AddPartitions(pending);
+    }
+    Step::Drained(
+        state
+            .accumulator
+            .drain(|topic, partition| cluster.cached_leader(topic, partition)),
+        None,
+    )
+}
+
 /// The sender task: drains ready batches, sends them per leader, and sleeps until the next event.
 async fn run_sender(inner: Arc<Inner>) {
     loop {
-        let drained = {
+        let step = {
             let mut state = inner.lock();
             if state.accumulator.closing && state.accumulator.is_idle() {
                 break;
             }
-            let cluster = &inner.cluster;
-            state
-                .accumulator
-                .drain(|topic, partition| cluster.cached_leader(topic, partition))
+            next_step(&mut state, &inner.cluster)
+        };
+        let (drained, failing) = match step {
+            Step::AddPartitions(partitions) => {
+                inner.add_to_transaction(partitions).await;
+                continue;
+            }
+            Step::Drained(drained, failing) => (drained, failing),
         };
         for batch in drained.expired {
             let e = Error::Timeout {
                 what: format!("delivery to {}-{}", batch.topic, batch.partition),
                 ms: inner.config.delivery_timeout_ms,
             };
+            inner.batch_failed(&e);
             inner.resolve(batch, Err(&e));
             inner.progress.notify_waiters();
         }
@@ -576,7 +693,15 @@ async fn run_sender(inner: Arc<Inner>) {
             next_wakeup = Some(next_wakeup.map_or(retry_at, |w| w.min(retry_at)));
         }
         for (leader, batches) in drained.requests {
-            inner.send_to_leader(leader, batches).await;
+            match &failing {
+                Some(e) => {
+                    for batch in batches {
+                        inner.resolve(batch, Err(e));
+                    }
+                    inner.progress.notify_waiters();
+                }
+                None => inner.send_to_leader(leader, batches).await,
+            }
         }
         let notified = inner.wake.notified();
         match next_wakeup {

@@ -11,7 +11,9 @@ use crate::error::{Error, Result};
 /// Produce stops at v9 (flexible, no KIP-890), Fetch at v12 (the last with topic names),
 /// Metadata starts at v4 (`allow_auto_topic_creation` exists from there). The group APIs stop where
 /// Kafka 4.1 switches to topic ids (OffsetCommit v10, OffsetFetch v10) and FindCoordinator at v4
-/// (batched keys; v5-6 only add share-group error codes).
+/// (batched keys; v5-6 only add share-group error codes). The transaction APIs stop before
+/// transactions V2 (KIP-890 part 2: EndTxn v5, TxnOffsetCommit v5); AddPartitionsToTxn v4+ is
+/// for brokers only.
 pub(crate) const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 9),
     (ApiKey::Fetch, 4, 12),
@@ -38,6 +40,13 @@ pub(crate) const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::TxnOffsetCommit, 0, 4),
+    (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 2),
 ];
 
 /// The version ranges one broker advertised in its ApiVersions response, keyed by API key.

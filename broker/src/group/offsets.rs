@@ -10,6 +10,11 @@
 //! finishes first applies every change up to its own batch, so the map always replays the log in
 //! order even when fsync waits complete out of order.
 //!
+//! Transactional commits (TxnOffsetCommit, `txn.rs`) are appended as transactional records of
+//! the producer and held aside until the transaction's marker lands in the same partition; each
+//! committed offset remembers the log offset of its batch, so that a transactional offset
+//! applied at its marker never replaces a plain commit appended after it, as in Kafka.
+//!
 //! Memory bound: the map holds exactly the live (compacted) state: one entry per group and
 //! partition with a committed offset. Commits are accepted only for partitions that exist, so
 //! entries are at most groups x partitions; each entry holds its group id (at most 32767 bytes,
@@ -21,6 +26,7 @@ pub mod membership;
 pub mod record;
 #[cfg(test)]
 mod tests;
+mod txn;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -35,6 +41,7 @@ use crate::log::batch::{self, EncodeOptions, NewRecord};
 use crate::log::{AppendOptions, PartitionLog, MAX_DECODED_BATCH_BYTES};
 use crate::topics::{Topics, MAX_PARTITIONS};
 pub use record::{partition_for, OffsetValue};
+use txn::{Committed, OpenTxns};
 
 /// The internal topic holding committed offsets, as Kafka names it.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -79,14 +86,16 @@ struct Change {
     value: Option<OffsetValue>,
 }
 
-/// Changes appended to one partition but not yet applied, with the log end offset after them.
+/// Changes appended to one partition but not yet applied, with the log end offset after them and
+/// the base offset of their batch.
 struct Pending {
     end_offset: i64,
+    batch_offset: i64,
     changes: Vec<Change>,
 }
 
 /// group -> (topic, partition) -> committed offset.
-type Groups = HashMap<String, BTreeMap<(String, i32), OffsetValue>>;
+type Groups = HashMap<String, BTreeMap<(String, i32), Committed>>;
 
 /// Every group's committed offsets. Send + Sync.
 pub struct OffsetStore {
@@ -97,6 +106,8 @@ pub struct OffsetStore {
     pending: Vec<Mutex<VecDeque<Pending>>>,
     /// The durable state.
     groups: RwLock<Groups>,
+    /// Per partition: offsets of open transactions, applied or dropped when their marker lands.
+    open_txns: Vec<Mutex<OpenTxns>>,
     /// `offset.metadata.max.bytes`.
     metadata_max_bytes: usize,
     /// `offsets.retention.minutes`, in milliseconds.
@@ -127,8 +138,17 @@ impl OffsetStore {
             }
         };
         let logs = topic.partitions();
+        let mut groups = Groups::new();
+        let mut open_txns = Vec::with_capacity(logs.len());
+        let mut records = 0usize;
+        for (p, log) in logs.iter().enumerate() {
+            let mut open = OpenTxns::default();
+            records += load_partition(p, log, &mut groups, &mut open)?;
+            open_txns.push(Mutex::new(open));
+        }
         let store = OffsetStore {
             pending: logs.iter().map(|_| Mutex::new(VecDeque::new())).collect(),
+            open_txns,
             logs,
             groups: RwLock::new(HashMap::new()),
             metadata_max_bytes: config
@@ -139,17 +159,14 @@ impl OffsetStore {
             max_batch_bytes: config.topic_rules(&topic.configs()).max_message_bytes,
             last_expiry_ms: AtomicI64::new(now_ms()),
         };
-        let mut groups = Groups::new();
-        let mut records = 0usize;
-        for (p, log) in store.logs.iter().enumerate() {
-            records += load_partition(p, log, &mut groups)?;
-        }
         let entries: usize = groups.values().map(BTreeMap::len).sum();
+        let open: usize = store.open_txns.iter().map(|o| lock(o).len()).sum();
         tracing::info!(
             partitions = store.logs.len(),
             records,
             groups = groups.len(),
             offsets = entries,
+            open_transactional_offsets = open,
             "committed offsets loaded"
         );
         *store.groups.write().expect("offsets lock") = groups;
@@ -217,17 +234,130 @@ impl OffsetStore {
         while pending.front().is_some_and(|p| p.end_offset <= appended.end_offset) {
             if let Some(done) = pending.pop_front() {
                 for change in done.changes {
-                    apply(&mut groups, change);
+                    apply(&mut groups, change, done.batch_offset);
                 }
             }
         }
         Ok(())
     }
 
+    /// Appends a transactional commit (TxnOffsetCommit) of a producer now, as a transactional
+    /// batch of that producer, and holds its offsets aside until the transaction's marker lands
+    /// in this partition ([`OffsetStore::complete_txn`]). [`OffsetStore::finish`] waits for it
+    /// to be durable. The caller checks the group, the partitions and the transaction.
+    pub fn begin_txn_commit(
+        &self,
+        group: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        entries: Vec<CommitEntry>,
+        now_ms: i64,
+    ) -> Result<Appended> {
+        let partition = self.partition_of(group);
+        if entries.is_empty() {
+            return Ok(Appended {
+                partition,
+                end_offset: 0,
+            });
+        }
+        let mut records = Vec::with_capacity(entries.len());
+        let mut values = Vec::with_capacity(entries.len());
+        for e in entries {
+            if self.metadata_too_large(&e.metadata) {
+                return Err(Error::OffsetMetadataTooLarge {
+                    size_bytes: e.metadata.len(),
+                    limit_bytes: self.metadata_max_bytes,
+                });
+            }
+            let value = OffsetValue {
+                offset: e.offset,
+                leader_epoch: e.leader_epoch,
+                metadata: e.metadata,
+                commit_timestamp_ms: now_ms,
+                expire_timestamp_ms: None,
+            };
+            records.push(NewRecord {
+                timestamp_ms: now_ms,
+                key: Some(record::encode_offset_key(group, &e.topic, e.partition)?),
+                value: Some(record::encode_offset_value(&value)?),
+                headers: Vec::new(),
+            });
+            values.push((e.topic, e.partition, value));
+        }
+        let log = &self.logs[partition];
+        // The queue lock orders this append among the partition's other writes.
+        let _order = self.pending(partition);
+        let mut open = lock(&self.open_txns[partition]);
+        open.check_room(producer_id, values.len())?;
+        let known = log
+            .producers()
+            .into_iter()
+            .find(|s| s.producer_id == producer_id)
+            .map(|s| (s.producer_epoch, s.last_sequence));
+        let options = EncodeOptions {
+            producer_id,
+            producer_epoch,
+            base_sequence: txn::next_sequence(known, producer_epoch),
+            transactional: true,
+            ..EncodeOptions::default()
+        };
+        let batch = batch::encode_batch(&records, &options)?;
+        if batch.len() > self.max_batch_bytes {
+            return Err(Error::MessageTooLarge {
+                size_bytes: batch.len(),
+                max_bytes: self.max_batch_bytes,
+            });
+        }
+        let headers = batch::validate_batches(&batch)?;
+        let append = AppendOptions {
+            now_ms,
+            log_append_time: false,
+            leader_epoch: 0,
+        };
+        let info = log.append(batch, &headers, &append)?;
+        for (topic, p, value) in values {
+            let committed = Committed {
+                value,
+                batch_offset: info.base_offset,
+            };
+            open.add(producer_id, group.to_string(), topic, p, committed);
+        }
+        Ok(Appended {
+            partition,
+            end_offset: info.last_offset + 1,
+        })
+    }
+
+    /// Applies (commit) or drops (abort) the offsets a producer's transaction holds in one
+    /// partition of `__consumer_offsets`, once the transaction's marker there is durable. A
+    /// transactional offset replaces a committed one only if its batch came later in the log.
+    pub fn complete_txn(&self, partition: i32, producer_id: i64, commit: bool) {
+        let Some(open) = usize::try_from(partition).ok().and_then(|p| self.open_txns.get(p)) else {
+            return;
+        };
+        let taken = lock(open).take(producer_id);
+        if !commit || taken.is_empty() {
+            return;
+        }
+        let mut groups = self.groups.write().expect("offsets lock");
+        for ((group, topic, p), committed) in taken {
+            apply_committed(&mut groups, group, (topic, p), committed);
+        }
+    }
+
+    /// Whether an open transaction holds an offset for a group's partition: OffsetFetch with
+    /// `require_stable` answers UNSTABLE_OFFSET_COMMIT for it.
+    pub fn has_pending_txn(&self, group: &str, topic: &str, partition: i32) -> bool {
+        lock(&self.open_txns[self.partition_of(group)]).is_pending(group, topic, partition)
+    }
+
     /// A group's committed offset for one partition.
     pub fn fetch(&self, group: &str, topic: &str, partition: i32) -> Option<OffsetValue> {
         let groups = self.groups.read().expect("offsets lock");
-        groups.get(group)?.get(&(topic.to_string(), partition)).cloned()
+        groups
+            .get(group)?
+            .get(&(topic.to_string(), partition))
+            .map(|c| c.value.clone())
     }
 
     /// Every committed offset of a group, ordered by topic and partition.
@@ -235,7 +365,12 @@ impl OffsetStore {
         let groups = self.groups.read().expect("offsets lock");
         groups
             .get(group)
-            .map(|offsets| offsets.iter().map(|((t, p), v)| (t.clone(), *p, v.clone())).collect())
+            .map(|offsets| {
+                offsets
+                    .iter()
+                    .map(|((t, p), c)| (t.clone(), *p, c.value.clone()))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -307,7 +442,7 @@ impl OffsetStore {
                 .filter_map(|(group, offsets)| {
                     let expired: Vec<(String, i32)> = offsets
                         .iter()
-                        .filter(|(_, v)| self.is_expired(v, now_ms))
+                        .filter(|(_, c)| self.is_expired(&c.value, now_ms))
                         .map(|(k, _)| k.clone())
                         .collect();
                     (!expired.is_empty()).then(|| (group.clone(), expired))
@@ -315,8 +450,14 @@ impl OffsetStore {
                 .collect()
         };
         let mut by_partition: BTreeMap<usize, Vec<Change>> = BTreeMap::new();
-        for (group, keys) in candidates {
+        for (group, mut keys) in candidates {
             if !is_idle(&group) {
+                continue;
+            }
+            // Offsets an open transaction is about to replace do not expire, as in Kafka.
+            let open = lock(&self.open_txns[self.partition_of(&group)]).pending_of(&group);
+            keys.retain(|k| !open.contains(k));
+            if keys.is_empty() {
                 continue;
             }
             tracing::info!(group = %group, offsets = keys.len(), "committed offsets expired");
@@ -393,7 +534,11 @@ impl OffsetStore {
         let mut pending = self.pending(partition);
         let info = self.logs[partition].append(batch, &headers, &options)?;
         let end_offset = info.last_offset + 1;
-        pending.push_back(Pending { end_offset, changes });
+        pending.push_back(Pending {
+            end_offset,
+            batch_offset: info.base_offset,
+            changes,
+        });
         Ok(Appended { partition, end_offset })
     }
 }
@@ -428,15 +573,16 @@ fn tombstones(group: &str, keys: Vec<(String, i32)>) -> Vec<Change> {
         .collect()
 }
 
-fn apply(groups: &mut Groups, change: Change) {
+/// Applies a change written by the batch at `batch_offset`; it never undoes a later batch's.
+fn apply(groups: &mut Groups, change: Change, batch_offset: i64) {
     let key = (change.topic, change.partition);
     match change.value {
-        Some(value) => {
-            groups.entry(change.group).or_default().insert(key, value);
-        }
+        Some(value) => apply_committed(groups, change.group, key, Committed { value, batch_offset }),
         None => {
             if let Some(offsets) = groups.get_mut(&change.group) {
-                offsets.remove(&key);
+                if offsets.get(&key).is_some_and(|c| c.batch_offset < batch_offset) {
+                    offsets.remove(&key);
+                }
                 if offsets.is_empty() {
                     groups.remove(&change.group);
                 }
@@ -445,10 +591,27 @@ fn apply(groups: &mut Groups, change: Change) {
     }
 }
 
+/// Stores a committed offset unless the current one was written by a later batch (Kafka's
+/// `olderThan` check).
+fn apply_committed(groups: &mut Groups, group: String, key: (String, i32), committed: Committed) {
+    let offsets = groups.entry(group).or_default();
+    if offsets
+        .get(&key)
+        .is_none_or(|c| c.batch_offset <= committed.batch_offset)
+    {
+        offsets.insert(key, committed);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Replays one partition of `__consumer_offsets` into `groups`; returns the records read.
 /// Records that are not offsets (group metadata, KIP-848 records) and undecodable ones are
-/// skipped with a log line; transactional and control batches are skipped (Brook writes neither).
-fn load_partition(p: usize, log: &PartitionLog, groups: &mut Groups) -> Result<usize> {
+/// skipped with a log line. Transactional offsets are held in `open` until their producer's
+/// marker: applied on commit, dropped on abort; those without a marker yet stay held.
+fn load_partition(p: usize, log: &PartitionLog, groups: &mut Groups, open: &mut OpenTxns) -> Result<usize> {
     let end = log.log_end_offset();
     let mut offset = log.log_start_offset();
     let mut count = 0;
@@ -458,18 +621,41 @@ fn load_partition(p: usize, log: &PartitionLog, groups: &mut Groups) -> Result<u
         for item in batch::scan_headers(&chunk) {
             let (position, header) = item?;
             offset = offset.max(header.last_offset() + 1);
-            if header.is_control() || header.is_transactional() {
-                tracing::warn!(
-                    partition = p,
-                    offset = header.base_offset,
-                    "skipped a transactional batch in __consumer_offsets"
-                );
+            let bytes = &chunk[position..position + header.total_bytes()];
+            let decoded = batch::decode_records(bytes, MAX_DECODED_BATCH_BYTES)?;
+            if header.is_control() {
+                match decoded.first().and_then(txn::marker_commits) {
+                    Some(true) => {
+                        for ((group, topic, partition), committed) in open.take(header.producer_id) {
+                            apply_committed(groups, group, (topic, partition), committed);
+                        }
+                    }
+                    Some(false) => drop(open.take(header.producer_id)),
+                    None => {}
+                }
                 continue;
             }
-            let bytes = &chunk[position..position + header.total_bytes()];
-            for r in batch::decode_records(bytes, MAX_DECODED_BATCH_BYTES)? {
+            for r in decoded {
                 count += 1;
-                load_record(p, r, groups);
+                if let Some(change) = load_record(p, r) {
+                    if header.is_transactional() {
+                        if let Some(value) = change.value {
+                            let committed = Committed {
+                                value,
+                                batch_offset: header.base_offset,
+                            };
+                            open.add(
+                                header.producer_id,
+                                change.group,
+                                change.topic,
+                                change.partition,
+                                committed,
+                            );
+                        }
+                    } else {
+                        apply(groups, change, header.base_offset);
+                    }
+                }
             }
         }
         if offset == before {
@@ -482,9 +668,11 @@ fn load_partition(p: usize, log: &PartitionLog, groups: &mut Groups) -> Result<u
     Ok(count)
 }
 
-fn load_record(p: usize, r: batch::Record, groups: &mut Groups) {
+/// The offset change a record holds; None for other record types and undecodable records.
+fn load_record(p: usize, r: batch::Record) -> Option<Change> {
     let skip = |reason: String| {
         tracing::warn!(partition = p, offset = r.offset, reason = %reason, "skipped a __consumer_offsets record");
+        None
     };
     let Some(key) = r.key.as_deref() else {
         return skip("the record has no key".to_string());
@@ -495,20 +683,17 @@ fn load_record(p: usize, r: batch::Record, groups: &mut Groups) {
             topic,
             partition,
         }) => (group, topic, partition),
-        Ok(record::Key::Other(_)) => return,
+        Ok(record::Key::Other(_)) => return None,
         Err(e) => return skip(e.to_string()),
     };
     let value = match r.value.as_deref().map(record::decode_offset_value).transpose() {
         Ok(value) => value,
         Err(e) => return skip(e.to_string()),
     };
-    apply(
-        groups,
-        Change {
-            group,
-            topic,
-            partition,
-            value,
-        },
-    );
+    Some(Change {
+        group,
+        topic,
+        partition,
+        value,
+    })
 }

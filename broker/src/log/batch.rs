@@ -99,7 +99,7 @@ const LOG_APPEND_TIME_FLAG: i16 = 0x08;
 /// Attribute bit 4: the batch belongs to a transaction.
 const TRANSACTIONAL_FLAG: i16 = 0x10;
 /// Attribute bit 5: the batch holds a transaction marker.
-const CONTROL_FLAG: i16 = 0x20;
+pub(super) const CONTROL_FLAG: i16 = 0x20;
 /// Fewest bytes one encoded record takes: length, attributes, timestamp and offset deltas, key
 /// and value lengths, header count, one byte each.
 const MIN_RECORD_BYTES: usize = 7;
@@ -259,7 +259,8 @@ pub(crate) fn increment_sequence(sequence: i32, increment: i32) -> i32 {
 /// `LogValidator.validateBatch` for client batches are [`Error::InvalidRecord`] (Kafka's
 /// non-retriable INVALID_RECORD, so a client does not retry a batch that cannot succeed):
 /// `recordCount` must be at least 1 and equal `lastOffsetDelta + 1`, clients may not write
-/// control batches, and an idempotent batch (producer id >= 0) needs a base sequence >= 0.
+/// control batches, a transactional batch needs a producer id, and an idempotent batch
+/// (producer id >= 0) needs a base sequence >= 0.
 /// An empty buffer gives no headers; Kafka's rule that a v3+ produce request holds exactly one
 /// batch per partition is the caller's to apply. Records are not decoded.
 pub fn validate_batches(buf: &[u8]) -> Result<Vec<BatchHeader>> {
@@ -341,6 +342,11 @@ fn check_client_rules(header: &BatchHeader, pos: usize) -> Result<()> {
         return Err(Error::InvalidRecord(format!(
             "batch at byte {pos} claims {} records, more than its {body_bytes} bytes can hold",
             header.record_count
+        )));
+    }
+    if header.is_transactional() && header.producer_id < 0 {
+        return Err(Error::InvalidRecord(format!(
+            "batch at byte {pos} is transactional but has no producer id"
         )));
     }
     if header.producer_id >= 0 && header.base_sequence < 0 {

@@ -2,11 +2,14 @@
 //! are rewritten so that only the latest record of each key survives, at its original offset.
 //!
 //! One pass at broker time `now_ms`:
-//! 1. Under the partition lock, snapshot the closed segments (never the active one). The
-//!    *cleanable* segments are the leading closed segments wholly below the high watermark whose
-//!    largest timestamp is at least `min.compaction.lag.ms` old (Kafka's first uncleanable offset).
+//! 1. Under the partition lock, snapshot the closed segments (never the active one) and the
+//!    aborted transactions. The *cleanable* segments are the leading closed segments wholly below
+//!    the last stable offset (so every transaction in them is decided) whose largest timestamp is
+//!    at least `min.compaction.lag.ms` old (Kafka's first uncleanable offset).
 //! 2. Without the lock, build a key -> latest offset map over every closed segment from the first
-//!    dirty offset (where the previous pass stopped) to the active segment. The map is bounded by
+//!    dirty offset (where the previous pass stopped) to the active segment or the last stable
+//!    offset, whichever comes first: a record of an undecided transaction never supersedes
+//!    anything. Records of aborted transactions are not mapped. The map is bounded by
 //!    `log.cleaner.dedupe.buffer.size` (key bytes plus [`MAP_ENTRY_OVERHEAD_BYTES`] per key); when
 //!    the dirty section holds more keys, the map stops at a batch boundary and only the prefix it
 //!    covers is cleaned this pass; the next pass starts its map there, as Kafka's cleaner does.
@@ -14,9 +17,12 @@
 //! 3. Each cleanable segment below the end of the map is filtered batch by batch into
 //!    `<base>.log.cleaned`. A record stays iff it lies beyond the map, or it has a key and no later
 //!    offset of that key is in the map, and it is not a tombstone past its delete horizon.
-//!    Keyless records are removed, as Kafka counts them invalid in a compacted log. Control and
-//!    transactional batches are kept verbatim and not mapped (transactions do not exist yet; an
-//!    aborted transaction must never shadow committed data). Batches are rewritten by
+//!    Keyless records are removed, as Kafka counts them invalid in a compacted log. Every record
+//!    of an aborted transaction is removed, so that it can never stand in for committed data (a
+//!    compacted `__consumer_offsets` never resurrects an aborted offset); committed transactional
+//!    records are compacted like any other. Control batches (transaction markers) are kept
+//!    verbatim, forever: Kafka removes them after `delete.retention.ms`, which Brook does not yet.
+//!    Batches are rewritten by
 //!    `batch_filter` keeping their offsets and producer fields; emptied batches are dropped, except
 //!    those the producer state table still remembers, which stay as empty batches so that recovery
 //!    rebuilds the same sequence state (Kafka keeps only each producer's last batch; Brook keeps all
@@ -50,6 +56,7 @@ use super::partition::{PartitionLog, Shared};
 use super::segment::{segment_path, Segment, SegmentStats, SegmentView, LOG_SUFFIX};
 use super::time_index::TimeEntry;
 use super::timestamp::MAX_DECODED_BATCH_BYTES;
+use super::txn::AbortedTxn;
 use crate::error::{Error, Result};
 
 /// Suffix of a segment being rewritten by the cleaner; leftovers are deleted on open.
@@ -65,7 +72,8 @@ const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 pub struct CompactStats {
     /// Segments replaced by a cleaned copy.
     pub segments_rewritten: usize,
-    /// Records removed: superseded by a later record of their key, expired tombstones, or keyless.
+    /// Records removed: superseded by a later record of their key, expired tombstones, keyless, or
+    /// of an aborted transaction.
     pub records_removed: u64,
     /// Bytes of the rewritten segments before the pass.
     pub bytes_before: u64,
@@ -113,7 +121,7 @@ impl PartitionLog {
 
     /// [`compact`](Self::compact), stopping at `crash` as if the process died there.
     pub(super) fn compact_until(&self, now_ms: i64, crash: Option<CrashPoint>) -> Result<CompactStats> {
-        let (config, closed, cleanable, first_dirty, remembered) = {
+        let (config, closed, cleanable, first_dirty, remembered, aborted, map_end) = {
             let mut inner = self.lock();
             if inner.closed {
                 return Err(Error::Shutdown("partition log"));
@@ -136,10 +144,11 @@ impl PartitionLog {
                 })
                 .collect();
             let lag_horizon_ms = now_ms.saturating_sub(config.min_compaction_lag_ms);
+            let last_stable_offset = inner.last_stable_offset();
             let cleanable = closed
                 .iter()
                 .take_while(|s| {
-                    s.end_offset <= inner.high_watermark && s.max_timestamp_ms.is_none_or(|ts| ts <= lag_horizon_ms)
+                    s.end_offset <= last_stable_offset && s.max_timestamp_ms.is_none_or(|ts| ts <= lag_horizon_ms)
                 })
                 .count();
             let cleanable_end = cleanable.checked_sub(1).map_or(i64::MIN, |i| closed[i].end_offset);
@@ -149,12 +158,24 @@ impl PartitionLog {
             }
             inner.cleaner.running = true;
             let remembered = inner.producers.remembered_batch_last_offsets();
-            (config, closed, cleanable, first_dirty, remembered)
+            let aborted = Aborted::new(
+                inner
+                    .producers
+                    .aborted_overlapping(inner.segments[0].base_offset, last_stable_offset),
+            );
+            let active_base = closed.last().map_or(first_dirty, |s| s.end_offset);
+            let map_end = active_base.min(last_stable_offset);
+            (config, closed, cleanable, first_dirty, remembered, aborted, map_end)
         };
         let _running = RunningGuard(&self.shared);
 
-        let active_base = closed.last().map_or(first_dirty, |s| s.end_offset);
-        let map = OffsetMap::build(&closed, first_dirty, active_base, config.cleaner_dedupe_buffer_bytes)?;
+        let map = OffsetMap::build(
+            &closed,
+            first_dirty,
+            map_end,
+            config.cleaner_dedupe_buffer_bytes,
+            &aborted,
+        )?;
         let clean_end = map.end_offset.min(closed[cleanable - 1].end_offset);
         let mut stats = CompactStats::default();
         let mut tombstones_due_ms: Option<i64> = None;
@@ -165,10 +186,13 @@ impl PartitionLog {
             let outcome = clean_segment(
                 &self.shared.dir,
                 plan,
-                &map,
-                clean_end,
-                tombstones_expire,
-                &remembered,
+                &Rules {
+                    map: &map,
+                    clean_end,
+                    tombstones_expire,
+                    remembered: &remembered,
+                    aborted: &aborted,
+                },
                 config.index_interval_bytes,
             )?;
             stats.records_removed += outcome.records_removed;
@@ -279,14 +303,47 @@ struct OffsetMap {
     end_offset: i64,
 }
 
+/// The aborted transactions of the cleaned range, by producer id: (first offset, marker offset).
+struct Aborted(HashMap<i64, Vec<(i64, i64)>>);
+
+impl Aborted {
+    fn new(list: Vec<AbortedTxn>) -> Aborted {
+        let mut by_producer: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for t in list {
+            by_producer
+                .entry(t.producer_id)
+                .or_default()
+                .push((t.first_offset, t.last_offset));
+        }
+        Aborted(by_producer)
+    }
+
+    /// Whether the batch belongs to an aborted transaction.
+    fn holds(&self, header: &BatchHeader) -> bool {
+        header.is_transactional()
+            && self.0.get(&header.producer_id).is_some_and(|spans| {
+                spans
+                    .iter()
+                    .any(|&(first, last)| first <= header.base_offset && header.base_offset <= last)
+            })
+    }
+}
+
 impl OffsetMap {
-    /// Maps the keyed records of data batches from `first_dirty` up to `active_base`, within
-    /// `budget_bytes` (but always at least one batch).
-    fn build(closed: &[SegmentPlan], first_dirty: i64, active_base: i64, budget_bytes: u64) -> Result<OffsetMap> {
+    /// Maps the keyed records of data batches from `first_dirty` up to `end` (the active segment
+    /// or the last stable offset), skipping aborted transactions, within `budget_bytes` (but
+    /// always at least one batch).
+    fn build(
+        closed: &[SegmentPlan],
+        first_dirty: i64,
+        end: i64,
+        budget_bytes: u64,
+        aborted: &Aborted,
+    ) -> Result<OffsetMap> {
         let mut map = OffsetMap {
             latest: HashMap::new(),
             used_bytes: 0,
-            end_offset: active_base,
+            end_offset: end,
         };
         for plan in closed.iter().filter(|s| s.end_offset > first_dirty) {
             let view = &plan.view;
@@ -294,7 +351,10 @@ impl OffsetMap {
             while position < view.size_bytes {
                 let header = view.header_at(position)?;
                 position += header.total_bytes() as u64;
-                if header.last_offset() < first_dirty || header.is_control() || header.is_transactional() {
+                if header.base_offset >= end {
+                    return Ok(map);
+                }
+                if header.last_offset() < first_dirty || header.is_control() || aborted.holds(&header) {
                     continue;
                 }
                 let records = decode(view, position - header.total_bytes() as u64, &header)?;
@@ -355,16 +415,34 @@ struct SegmentOutcome {
     tombstones_kept: bool,
 }
 
+/// What decides which records of a cleanable segment stay.
+struct Rules<'a> {
+    /// The latest offset of each key.
+    map: &'a OffsetMap,
+    /// Batches at or past this offset stay as they are.
+    clean_end: i64,
+    /// Whether the segment's tombstones are past their delete horizon.
+    tombstones_expire: bool,
+    /// The last offsets of the batches the producer state remembers: kept, emptied if need be.
+    remembered: &'a HashSet<i64>,
+    /// Aborted transactions, whose records all go.
+    aborted: &'a Aborted,
+}
+
 /// Filters one cleanable segment into `<base>.log.cleaned` (only once something changes), fsync'd.
 fn clean_segment(
     dir: &Path,
     plan: &SegmentPlan,
-    map: &OffsetMap,
-    clean_end: i64,
-    tombstones_expire: bool,
-    remembered: &HashSet<i64>,
+    rules: &Rules<'_>,
     index_interval_bytes: u32,
 ) -> Result<SegmentOutcome> {
+    let Rules {
+        map,
+        clean_end,
+        tombstones_expire,
+        remembered,
+        aborted,
+    } = *rules;
     let view = &plan.view;
     let mut outcome = SegmentOutcome {
         cleaned: None,
@@ -376,16 +454,18 @@ fn clean_segment(
     while position < view.size_bytes {
         let header = view.header_at(position)?;
         let bytes = view.read_at(position, header.total_bytes())?;
-        let filtered = if header.is_control() || header.is_transactional() || header.base_offset >= clean_end {
+        let filtered = if header.is_control() || header.base_offset >= clean_end {
             Filtered::Unchanged
         } else {
             let records = batch::decode_records(&bytes, MAX_DECODED_BATCH_BYTES)?;
+            let aborted_batch = aborted.holds(&header);
             let keep: Vec<bool> = records
                 .iter()
                 .map(|record| {
-                    let keep = record.key.as_ref().is_some_and(|key| {
-                        !map.superseded(record, key) && (record.value.is_some() || !tombstones_expire)
-                    });
+                    let keep = !aborted_batch
+                        && record.key.as_ref().is_some_and(|key| {
+                            !map.superseded(record, key) && (record.value.is_some() || !tombstones_expire)
+                        });
                     if !keep {
                         outcome.records_removed += 1;
                     } else if record.value.is_none() {

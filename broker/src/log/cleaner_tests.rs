@@ -17,7 +17,7 @@ use crate::error::Error;
 
 /// A compacted log: small segments, acks that do not wait for fsync (so that the high watermark
 /// follows the log end without a runtime), tombstones kept for one second.
-fn config() -> LogConfig {
+pub(super) fn config() -> LogConfig {
     LogConfig {
         segment_bytes: 1 << 20,
         index_interval_bytes: 1,
@@ -31,12 +31,12 @@ fn config() -> LogConfig {
     }
 }
 
-fn open(dir: &Path, config: LogConfig) -> PartitionLog {
+pub(super) fn open(dir: &Path, config: LogConfig) -> PartitionLog {
     PartitionLog::open(dir, config, AppendSignal::default()).unwrap()
 }
 
 /// A record of `key` with `value` (None = tombstone) at `timestamp_ms`.
-fn rec(key: &str, value: Option<&str>, timestamp_ms: i64) -> NewRecord {
+pub(super) fn rec(key: &str, value: Option<&str>, timestamp_ms: i64) -> NewRecord {
     NewRecord {
         timestamp_ms,
         key: Some(Bytes::copy_from_slice(key.as_bytes())),
@@ -67,18 +67,35 @@ fn append_with(
     log.append(payload, &headers, &opts(NOW_MS))
 }
 
-fn append(log: &PartitionLog, records: &[NewRecord]) -> AppendInfo {
+/// Appends one transactional batch of producer (id, epoch, base sequence).
+pub(super) fn append_txn(log: &PartitionLog, records: &[NewRecord], producer: (i64, i16, i32)) -> AppendInfo {
+    let (producer_id, producer_epoch, base_sequence) = producer;
+    let options = EncodeOptions {
+        base_offset: 0,
+        compression: Compression::None,
+        producer_id,
+        producer_epoch,
+        base_sequence,
+        transactional: true,
+        partition_leader_epoch: -1,
+    };
+    let batch = batch::encode_batch(records, &options).unwrap();
+    let (payload, headers) = payload(std::slice::from_ref(&batch));
+    log.append(payload, &headers, &opts(NOW_MS)).unwrap()
+}
+
+pub(super) fn append(log: &PartitionLog, records: &[NewRecord]) -> AppendInfo {
     append_with(log, records, Compression::None, None).unwrap()
 }
 
 /// Closes the active segment and starts a new one.
-fn roll(log: &PartitionLog) {
+pub(super) fn roll(log: &PartitionLog) {
     let dir = log.dir().to_path_buf();
     log.lock().roll(&dir).unwrap();
 }
 
 /// Every stored batch from the log start, CRC-checked, with its decoded records.
-fn batches(log: &PartitionLog) -> Vec<(BatchHeader, Vec<Record>)> {
+pub(super) fn batches(log: &PartitionLog) -> Vec<(BatchHeader, Vec<Record>)> {
     let bytes = log.read(log.log_start_offset(), usize::MAX, i64::MAX).unwrap();
     batch::scan_headers(&bytes)
         .map(|item| {
@@ -95,7 +112,7 @@ fn batches(log: &PartitionLog) -> Vec<(BatchHeader, Vec<Record>)> {
 }
 
 /// Every record as (offset, key, value).
-fn contents(log: &PartitionLog) -> Vec<(i64, String, Option<String>)> {
+pub(super) fn contents(log: &PartitionLog) -> Vec<(i64, String, Option<String>)> {
     let text = |b: &Bytes| String::from_utf8(b.to_vec()).unwrap();
     let all: Vec<_> = batches(log)
         .into_iter()
@@ -106,7 +123,7 @@ fn contents(log: &PartitionLog) -> Vec<(i64, String, Option<String>)> {
     all
 }
 
-fn entry(offset: i64, key: &str, value: Option<&str>) -> (i64, String, Option<String>) {
+pub(super) fn entry(offset: i64, key: &str, value: Option<&str>) -> (i64, String, Option<String>) {
     (offset, key.to_string(), value.map(str::to_string))
 }
 
@@ -492,16 +509,50 @@ enum Op {
     Compact { advance_ms: i64 },
     /// Closes cleanly (or drops, as a crash) and reopens.
     Reopen { crash: bool },
+    /// Appends one transactional batch of a producer (0 or 1), opening its transaction if need be.
+    TxnAppend(u8, Vec<(u8, Option<u8>)>),
+    /// Ends the producer's open transaction, if it has one.
+    EndTxn { producer: u8, commit: bool },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     let record = (0u8..6, prop::option::weighted(0.8, any::<u8>()));
     prop_oneof![
-        6 => prop::collection::vec(record, 1..4).prop_map(Op::Append),
+        6 => prop::collection::vec(record.clone(), 1..4).prop_map(Op::Append),
         2 => Just(Op::Roll),
         3 => (0i64..1500).prop_map(|advance_ms| Op::Compact { advance_ms }),
         1 => any::<bool>().prop_map(|crash| Op::Reopen { crash }),
+        3 => (0u8..2, prop::collection::vec(record, 1..4)).prop_map(|(p, records)| Op::TxnAppend(p, records)),
+        2 => (0u8..2, any::<bool>()).prop_map(|(producer, commit)| Op::EndTxn { producer, commit }),
     ]
+}
+
+/// What became of a transactional record's transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TxnStatus {
+    Open,
+    Committed,
+    Aborted,
+}
+
+/// The transactions of a model run: each transactional record's transaction, and their fates.
+#[derive(Debug, Default)]
+struct Txns {
+    /// Offset of a transactional record -> (producer, transaction number).
+    record_txn: HashMap<i64, (u8, u32)>,
+    /// (producer, transaction number) -> status.
+    status: HashMap<(u8, u32), TxnStatus>,
+    /// Per producer: the number of its current transaction, and whether it is open.
+    current: HashMap<u8, (u32, bool)>,
+    /// Per producer: the sequence of its next batch.
+    next_sequence: HashMap<u8, i32>,
+}
+
+impl Txns {
+    /// The fate of the record at `offset`; None for a record outside transactions.
+    fn of(&self, offset: i64) -> Option<TxnStatus> {
+        self.record_txn.get(&offset).map(|txn| self.status[txn])
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -515,6 +566,7 @@ struct ModelRecord {
 fn read_model(log: &PartitionLog) -> Vec<ModelRecord> {
     batches(log)
         .into_iter()
+        .filter(|(h, _)| !h.is_control())
         .flat_map(|(_, records)| records)
         .map(|r| ModelRecord {
             offset: r.offset,
@@ -525,11 +577,13 @@ fn read_model(log: &PartitionLog) -> Vec<ModelRecord> {
         .collect()
 }
 
-/// Checks a compacted log against every record ever appended, at clock `now_ms`.
+/// Checks a compacted log against every record ever appended, at clock `now_ms`: records of
+/// aborted transactions never count and are gone below the clean offset; records of open
+/// transactions always stay.
 fn check(
     log: &PartitionLog,
     appended: &[ModelRecord],
-    stats: &CompactStats,
+    txns: &Txns,
     removal_bound: i64,
     config: &LogConfig,
     now_ms: i64,
@@ -546,10 +600,26 @@ fn check(
     }
     let present: HashMap<i64, &ModelRecord> = read.iter().map(|r| (r.offset, r)).collect();
     let mut latest: HashMap<&[u8], &ModelRecord> = HashMap::new();
-    for record in appended {
-        latest.insert(&record.key, record);
+    for record in appended.iter().filter(|r| txns.of(r.offset) != Some(TxnStatus::Open)) {
+        if txns.of(record.offset) != Some(TxnStatus::Aborted) {
+            latest.insert(&record.key, record);
+        }
     }
     for record in appended {
+        match txns.of(record.offset) {
+            Some(TxnStatus::Open) => {
+                assert!(present.contains_key(&record.offset), "open {record:?} vanished");
+                continue;
+            }
+            Some(TxnStatus::Aborted) => {
+                assert!(
+                    record.offset >= removal_bound || !present.contains_key(&record.offset),
+                    "aborted {record:?} survived below the clean offset {removal_bound}"
+                );
+                continue;
+            }
+            _ => {}
+        }
         let is_latest = latest[record.key.as_slice()].offset == record.offset;
         let young = record.timestamp_ms > now_ms - config.min_compaction_lag_ms;
         let tombstone_alive = record.timestamp_ms.saturating_add(config.delete_retention_ms) > now_ms;
@@ -560,11 +630,11 @@ fn check(
         }
     }
     let mut seen = HashMap::new();
-    for record in read.iter().filter(|r| r.offset < stats.cleaned_up_to_offset) {
+    for record in read.iter().filter(|r| r.offset < removal_bound) {
         if let Some(earlier) = seen.insert(&record.key, record.offset) {
             panic!(
-                "key {:?} at {earlier} and {} below the clean offset {}",
-                record.key, record.offset, stats.cleaned_up_to_offset
+                "key {:?} at {earlier} and {} below the clean offset {removal_bound}",
+                record.key, record.offset
             );
         }
     }
@@ -593,6 +663,7 @@ proptest! {
         let config = model_config(delete_retention_ms, min_compaction_lag_ms);
         let mut log = open(dir.path(), config.clone());
         let mut appended: Vec<ModelRecord> = Vec::new();
+        let mut txns = Txns::default();
         let mut now_ms = NOW_MS;
         let mut removal_bound = 0;
         for op in ops {
@@ -629,7 +700,48 @@ proptest! {
                     let stats = log.compact(now_ms).unwrap();
                     prop_assert_eq!(active_bytes(&log), active_before, "the active segment is untouched");
                     removal_bound = removal_bound.max(stats.cleaned_up_to_offset);
-                    check(&log, &appended, &stats, removal_bound, &config, now_ms);
+                    let last_stable_offset = log.last_stable_offset();
+                    prop_assert!(removal_bound <= last_stable_offset, "nothing past the last stable offset is clean");
+                    check(&log, &appended, &txns, removal_bound, &config, now_ms);
+                }
+                Op::TxnAppend(producer, records) => {
+                    now_ms += 1;
+                    let new: Vec<NewRecord> = records
+                        .iter()
+                        .map(|(k, v)| NewRecord {
+                            timestamp_ms: now_ms,
+                            key: Some(Bytes::from(vec![b'k', *k])),
+                            value: v.map(|v| Bytes::from(vec![v; 1 + v as usize % 40])),
+                            headers: Vec::new(),
+                        })
+                        .collect();
+                    let sequence = txns.next_sequence.entry(producer).or_insert(0);
+                    let info = append_txn(&log, &new, (i64::from(producer), 0, *sequence));
+                    *sequence += new.len() as i32;
+                    let current = txns.current.entry(producer).or_insert((0, false));
+                    if !current.1 {
+                        *current = (current.0 + 1, true);
+                        txns.status.insert((producer, current.0), TxnStatus::Open);
+                    }
+                    let txn = (producer, current.0);
+                    for (i, r) in new.into_iter().enumerate() {
+                        let offset = info.base_offset + i as i64;
+                        txns.record_txn.insert(offset, txn);
+                        appended.push(ModelRecord {
+                            offset,
+                            key: r.key.unwrap().to_vec(),
+                            value: r.value.map(|v| v.to_vec()),
+                            timestamp_ms: now_ms,
+                        });
+                    }
+                }
+                Op::EndTxn { producer, commit } => {
+                    if let Some((number, open)) = txns.current.get_mut(&producer).filter(|c| c.1) {
+                        *open = false;
+                        let status = if commit { TxnStatus::Committed } else { TxnStatus::Aborted };
+                        txns.status.insert((producer, *number), status);
+                        log.append_marker_at(i64::from(producer), 0, commit, 0, now_ms).unwrap();
+                    }
                 }
                 Op::Reopen { crash } => {
                     let before = log.read(log.log_start_offset(), usize::MAX, i64::MAX).unwrap();

@@ -1,5 +1,6 @@
-//! The durable log of one topic-partition: appends with offset assignment and idempotence, reads of
-//! stored batches, and the offsets (start, end, high watermark) the protocol handlers serve.
+//! The durable log of one topic-partition: appends with offset assignment, idempotence and
+//! transactions, reads of stored batches, and the offsets (start, end, high watermark, last
+//! stable offset) the protocol handlers serve.
 //!
 //! Locking: one `Mutex<Inner>` guards the segment list and offsets. Appends write under it; reads,
 //! timestamp lookups and fsyncs take only cheap snapshots under it (stored bytes below a segment's
@@ -19,7 +20,53 @@ use super::flush::GroupCommit;
 use super::producer_state::{ProducerStateTable, SequenceCheck};
 use super::segment::{Segment, SegmentView};
 use super::signal::AppendSignal;
+use super::txn::{self, EndMarker};
 use crate::error::{Error, Result};
+
+pub use super::producer_state::ProducerSnapshot;
+
+/// Which records a reader may see (Kafka's `isolation_level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Every durable record, below the high watermark (isolation level 0).
+    ReadUncommitted,
+    /// Only records below the last stable offset, where every transaction is decided (level 1).
+    ReadCommitted,
+}
+
+impl Isolation {
+    /// The isolation of a request's `isolation_level` field: 1 is read_committed, anything else
+    /// read_uncommitted, as Kafka reads it.
+    pub fn from_level(level: i8) -> Isolation {
+        if level == 1 {
+            Isolation::ReadCommitted
+        } else {
+            Isolation::ReadUncommitted
+        }
+    }
+}
+
+/// The offsets a fetch answers with, taken together under the partition lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VisibleOffsets {
+    /// The first offset still held.
+    pub log_start_offset: i64,
+    /// The durable end: read_uncommitted readers see records below it.
+    pub high_watermark: i64,
+    /// The first offset of the earliest undecided transaction, else the high watermark:
+    /// read_committed readers see records below it.
+    pub last_stable_offset: i64,
+}
+
+impl VisibleOffsets {
+    /// The end of what a reader with `isolation` may see.
+    pub fn end(&self, isolation: Isolation) -> i64 {
+        match isolation {
+            Isolation::ReadUncommitted => self.high_watermark,
+            Isolation::ReadCommitted => self.last_stable_offset,
+        }
+    }
+}
 
 /// How one produce payload is appended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,15 +151,35 @@ impl Inner {
         }
     }
 
-    /// Raises the high watermark to `offset` (never lowers it); returns whether it moved.
+    /// Raises the high watermark to `offset` (never lowers it); returns whether it moved. The last
+    /// stable offset moves with it when transaction markers become durable.
     pub(super) fn advance_high_watermark(&mut self, offset: i64) -> bool {
         let offset = offset.min(self.log_end_offset());
         if offset > self.high_watermark {
             self.high_watermark = offset;
+            self.producers.on_high_watermark(offset);
             true
         } else {
             false
         }
+    }
+
+    /// The end of what a reader with `isolation` may see.
+    pub(super) fn visible_end(&self, isolation: Isolation) -> i64 {
+        match isolation {
+            Isolation::ReadUncommitted => self.high_watermark,
+            Isolation::ReadCommitted => self.last_stable_offset(),
+        }
+    }
+
+    /// The first offset of the earliest open transaction (or one whose marker is not durable yet),
+    /// else the high watermark; never below the log start offset.
+    pub(super) fn last_stable_offset(&self) -> i64 {
+        let lso = self
+            .producers
+            .first_unstable_offset()
+            .map_or(self.high_watermark, |first| first.min(self.high_watermark));
+        lso.max(self.log_start_offset)
     }
 
     /// Starts a new active segment at the log end offset and fsyncs the directory.
@@ -154,6 +221,11 @@ impl PartitionLog {
     }
 
     /// Appends one produce payload of validated v2 batches, given with their parsed headers.
+    ///
+    /// Idempotent batches are deduplicated and sequence-checked; a batch with a producer id but
+    /// no sequence (-1) is a coordinator's write (TxnOffsetCommit records), checked only by epoch.
+    /// A transactional batch opens its producer's transaction here; a control batch must be a
+    /// transaction marker (see [`append_marker`](Self::append_marker)) and ends it.
     pub fn append(&self, mut payload: BytesMut, headers: &[BatchHeader], opts: &AppendOptions) -> Result<AppendInfo> {
         let payload_bytes: usize = headers.iter().map(BatchHeader::total_bytes).sum();
         if headers.is_empty() || payload_bytes != payload.len() {
@@ -162,6 +234,18 @@ impl PartitionLog {
                 headers.len(),
                 payload.len()
             )));
+        }
+        // The markers of control batches, read before anything is written.
+        let mut markers: Vec<Option<EndMarker>> = Vec::with_capacity(headers.len());
+        let mut position = 0;
+        for header in headers {
+            let end = position + header.total_bytes();
+            markers.push(if header.is_control() {
+                txn::parse_marker(&payload[position..end])?
+            } else {
+                None
+            });
+            position = end;
         }
         self.shared.commit.check_failed()?;
         let mut inner = self.lock();
@@ -233,8 +317,13 @@ impl PartitionLog {
             position += header.total_bytes() as u64;
         }
         if idempotent {
-            for header in &placed {
-                inner.producers.record(header);
+            for (header, marker) in placed.iter().zip(&markers) {
+                match marker {
+                    Some(marker) => {
+                        inner.producers.record_marker(header, *marker);
+                    }
+                    None => inner.producers.record(header),
+                }
             }
         }
 
@@ -262,6 +351,105 @@ impl PartitionLog {
             Shared::flush_in_background(&self.shared)?;
         }
         Ok(info)
+    }
+
+    /// Appends a transaction marker (a control batch: attributes control | transactional, one
+    /// record with key `[version: i16 = 0][type: i16, 0 = abort, 1 = commit]` and value
+    /// `[version: i16 = 0][coordinator_epoch: i32]`, producer id and epoch set, base sequence -1)
+    /// that ends `producer_id`'s open transaction in this partition; returns once the marker is
+    /// durable (fsync'd), with its offset. It goes through [`append`](Self::append) and the group
+    /// commit like any produce, so ordering and durability hold. A marker for a producer with no
+    /// open transaction here is still appended (retries after a coordinator crash do this) and
+    /// changes nothing else. A marker whose epoch is older than the producer's current epoch here
+    /// is refused with [`Error::InvalidProducerEpoch`]; a newer epoch becomes the current one.
+    pub async fn append_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+    ) -> Result<i64> {
+        let now_ms = crate::broker::now_ms();
+        let info = self.append_marker_at(producer_id, producer_epoch, commit, coordinator_epoch, now_ms)?;
+        self.wait_durable(info.last_offset + 1).await?;
+        Ok(info.base_offset)
+    }
+
+    /// The ordered half of [`append_marker`](Self::append_marker) at broker time `now_ms`: appends
+    /// the marker without waiting for durability.
+    pub fn append_marker_at(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo> {
+        if producer_id < 0 {
+            return Err(Error::InvalidRecord(format!(
+                "a transaction marker needs a producer id, not {producer_id}"
+            )));
+        }
+        let marker = EndMarker {
+            commit,
+            coordinator_epoch,
+        };
+        let payload = txn::encode_marker(producer_id, producer_epoch, marker, now_ms)?;
+        let header = BatchHeader::parse(&payload)?;
+        let opts = AppendOptions {
+            now_ms,
+            log_append_time: false,
+            leader_epoch: 0,
+        };
+        let info = self.append(payload, &[header], &opts)?;
+        tracing::debug!(
+            dir = %self.shared.dir.display(),
+            producer_id,
+            producer_epoch,
+            commit,
+            coordinator_epoch,
+            offset = info.base_offset,
+            "appended a transaction marker"
+        );
+        Ok(info)
+    }
+
+    /// The last stable offset: the first offset of the earliest open transaction (or of one whose
+    /// marker is not durable yet), else the high watermark.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.lock().last_stable_offset()
+    }
+
+    /// The log start offset, high watermark and last stable offset, taken together.
+    pub fn visible_offsets(&self) -> VisibleOffsets {
+        let inner = self.lock();
+        VisibleOffsets {
+            log_start_offset: inner.log_start_offset,
+            high_watermark: inner.high_watermark,
+            last_stable_offset: inner.last_stable_offset(),
+        }
+    }
+
+    /// Aborted transactions overlapping `[from, upto)` as (producer id, first offset), for Fetch's
+    /// `aborted_transactions`: a read_committed client drops the producer's records from the first
+    /// offset until it meets the abort marker.
+    pub fn aborted_transactions(&self, from: i64, upto: i64) -> Vec<(i64, i64)> {
+        self.lock()
+            .producers
+            .aborted_overlapping(from, upto)
+            .into_iter()
+            .map(|t| (t.producer_id, t.first_offset))
+            .collect()
+    }
+
+    /// Every producer this partition knows, for DescribeProducers, in producer id order.
+    pub fn producers(&self) -> Vec<ProducerSnapshot> {
+        self.lock().producers.snapshots()
+    }
+
+    /// What this partition knows of one producer (cheaper than [`producers`](Self::producers)).
+    pub fn producer(&self, producer_id: i64) -> Option<ProducerSnapshot> {
+        self.lock().producers.snapshot(producer_id)
     }
 
     /// True when acks must wait for fsync (flush_messages <= 1).

@@ -1,6 +1,7 @@
 //! Opening a partition directory: lists segments, checks batches (every CRC in segments that may
-//! hold unsynced writes), truncates a torn tail, rebuilds indexes and producer state, and restores
-//! the log start offset, so that the log is consistent before the first append.
+//! hold unsynced writes), truncates a torn tail, rebuilds indexes and producer state (transactions
+//! included: the same scan reads every transaction marker, so no `.txnindex` is kept; see
+//! `txn.rs`), and restores the log start offset, so that the log is consistent before the first append.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -19,6 +20,7 @@ use super::producer_state::ProducerStateTable;
 use super::segment::{parse_base_offset, segment_path, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
 use super::signal::AppendSignal;
 use super::time_index::TimeEntry;
+use super::txn::{self, EndMarker, MAX_CONTROL_BATCH_BYTES};
 use crate::error::{Error, Result};
 
 /// Read buffer of the recovery scan.
@@ -135,6 +137,8 @@ pub(super) fn open(dir: &Path, config: LogConfig, signal: AppendSignal) -> Resul
     }
     log_start_offset = log_start_offset.max(segments[0].base_offset);
     producers.truncate_before(log_start_offset);
+    // Everything kept is made durable below, so no marker holds the last stable offset any more.
+    producers.on_high_watermark(segments.last().map_or(0, |s| s.stats.next_offset));
 
     // Whatever recovery kept is now made durable, so the high watermark starts at the log end.
     for segment in segments.iter().filter(|s| verified.contains(&s.base_offset)) {
@@ -261,7 +265,28 @@ fn scan_segment(
             }
         };
         let body_bytes = header.total_bytes() - HEADER_BYTES;
-        if verify_crc {
+        let mut marker: Option<EndMarker> = None;
+        if header.is_control() {
+            // Markers are read whole, checked or not: the transaction state needs their type.
+            if header.total_bytes() > MAX_CONTROL_BATCH_BYTES {
+                scan.problem = Some(format!(
+                    "control batch at offset {} takes {} bytes, more than a marker may ({MAX_CONTROL_BATCH_BYTES})",
+                    header.base_offset,
+                    header.total_bytes()
+                ));
+                break;
+            }
+            let mut bytes = vec![0u8; header.total_bytes()];
+            bytes[..HEADER_BYTES].copy_from_slice(&header_bytes);
+            reader.read_exact(&mut bytes[HEADER_BYTES..]).map_err(io_error)?;
+            match check_marker(&bytes, &header, verify_crc) {
+                Ok(found) => marker = found,
+                Err(reason) => {
+                    scan.problem = Some(reason);
+                    break;
+                }
+            }
+        } else if verify_crc {
             let mut crc = crc32c::crc32c(&header_bytes[CRC_START_BYTES..]);
             let mut left = body_bytes;
             while left > 0 {
@@ -294,14 +319,26 @@ fn scan_segment(
                 scan.time_entries.push(entry);
             }
         }
-        if header.producer_id >= 0 {
-            producers.record(&header);
+        match marker {
+            Some(marker) => {
+                producers.record_marker(&header, marker);
+            }
+            None => producers.record(&header),
         }
         position += header.total_bytes() as u64;
         scan.valid_bytes = position;
     }
     segment.size_bytes = scan.valid_bytes;
     Ok(scan)
+}
+
+/// Checks the CRC of a whole control batch when asked and returns its transaction marker (None
+/// for another control type); the reason is prose for the recovery log.
+fn check_marker(bytes: &[u8], header: &BatchHeader, verify_crc: bool) -> Result<Option<EndMarker>, String> {
+    if verify_crc && crc32c::crc32c(&bytes[CRC_START_BYTES..]) != header.crc {
+        return Err(format!("CRC mismatch in the batch at offset {}", header.base_offset));
+    }
+    txn::parse_marker(bytes).map_err(|e| format!("unreadable transaction marker: {e}"))
 }
 
 /// Parses and sanity-checks a stored batch header; the reason is prose for the recovery log.

@@ -22,6 +22,7 @@ impl PartitionLog {
         }
         checkpoint::write_offset(&self.shared.dir, LOG_START_OFFSET_FILE, target)?;
         inner.log_start_offset = target;
+        inner.producers.truncate_before(target);
         self.delete_oldest_while(&mut inner, |inner, _| {
             inner.segments[1].base_offset <= inner.log_start_offset
         })?;

@@ -2,7 +2,7 @@
 //! largest timestamp (KIP-734), found through the time index and a bounded decode of one batch at a time.
 
 use super::batch::{self, BatchHeader};
-use super::partition::PartitionLog;
+use super::partition::{Isolation, PartitionLog};
 use super::segment::SegmentView;
 use crate::error::Result;
 
@@ -13,6 +13,12 @@ impl PartitionLog {
     /// The first record (offset, timestamp) whose timestamp is at least `timestamp_ms`, among the
     /// records in [log start offset, high watermark); None if there is none.
     pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>> {
+        self.offset_for_timestamp_in(timestamp_ms, Isolation::ReadUncommitted)
+    }
+
+    /// [`offset_for_timestamp`](Self::offset_for_timestamp) among the records `isolation` sees:
+    /// below the high watermark, or below the last stable offset for read_committed.
+    pub fn offset_for_timestamp_in(&self, timestamp_ms: i64, isolation: Isolation) -> Result<Option<(i64, i64)>> {
         let (candidates, log_start_offset, high_watermark) = {
             let inner = self.lock();
             let candidates: Vec<(SegmentView, u64)> = inner
@@ -21,7 +27,7 @@ impl PartitionLog {
                 .filter(|s| s.stats.max_timestamp.is_some_and(|(max, _)| max >= timestamp_ms))
                 .map(|s| (s.view(), s.position_for_timestamp(timestamp_ms)))
                 .collect();
-            (candidates, inner.log_start_offset, inner.high_watermark)
+            (candidates, inner.log_start_offset, inner.visible_end(isolation))
         };
         for (view, start) in candidates {
             let mut position = start;
@@ -48,6 +54,12 @@ impl PartitionLog {
     /// -3, KIP-734); None when the log is empty, or when that record lies outside [log start offset,
     /// high watermark).
     pub fn max_timestamp(&self) -> Result<Option<(i64, i64)>> {
+        self.max_timestamp_in(Isolation::ReadUncommitted)
+    }
+
+    /// [`max_timestamp`](Self::max_timestamp), None when that record lies at or past the end
+    /// `isolation` sees (the last stable offset for read_committed), as Kafka filters it.
+    pub fn max_timestamp_in(&self, isolation: Isolation) -> Result<Option<(i64, i64)>> {
         let (view, start, max_timestamp_ms, batch_last_offset, log_start_offset, high_watermark) = {
             let inner = self.lock();
             let mut best: Option<(usize, i64, i64)> = None;
@@ -68,7 +80,7 @@ impl PartitionLog {
                 ts,
                 offset,
                 inner.log_start_offset,
-                inner.high_watermark,
+                inner.visible_end(isolation),
             )
         };
         let mut position = start;

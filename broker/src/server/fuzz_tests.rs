@@ -60,6 +60,15 @@ fn valid_frames() -> Vec<Bytes> {
                 ApiKey::ConsumerGroupDescribe => {
                     RequestKind::ConsumerGroupDescribe(ConsumerGroupDescribeRequest::default())
                 }
+                ApiKey::AddPartitionsToTxn => RequestKind::AddPartitionsToTxn(AddPartitionsToTxnRequest::default()),
+                ApiKey::AddOffsetsToTxn => RequestKind::AddOffsetsToTxn(AddOffsetsToTxnRequest::default()),
+                ApiKey::EndTxn => RequestKind::EndTxn(EndTxnRequest::default()),
+                ApiKey::TxnOffsetCommit => RequestKind::TxnOffsetCommit(TxnOffsetCommitRequest::default()),
+                ApiKey::DescribeProducers => RequestKind::DescribeProducers(DescribeProducersRequest::default()),
+                ApiKey::DescribeTransactions => {
+                    RequestKind::DescribeTransactions(DescribeTransactionsRequest::default())
+                }
+                ApiKey::ListTransactions => RequestKind::ListTransactions(ListTransactionsRequest::default()),
                 other => panic!("no sample request for {other:?}"),
             };
             body.encode(&mut buf, v).unwrap();
@@ -72,8 +81,10 @@ fn valid_frames() -> Vec<Bytes> {
 fn with_broker(f: impl FnOnce(&std::sync::Arc<Broker>)) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = BrokerConfig::new(dir.path().to_path_buf());
-    // One offsets partition instead of Kafka's 50 keeps thousands of broker opens fast.
+    // One offsets partition instead of Kafka's 50 keeps thousands of broker opens fast, and so
+    // does one transaction log partition when a mutated InitProducerId creates it.
     config.set("offsets.topic.num.partitions", "1").unwrap();
+    config.set("transaction.state.log.num.partitions", "1").unwrap();
     let broker = Broker::open(config).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -28,6 +28,7 @@ const fn api(key: ApiKey, min_version: i16, max_version: i16, min_decodable: i16
 
 /// Every API Brook serves, by API key number. Produce is capped at 11 until transactions V2
 /// (KIP-890); Fetch stops at 12, the last version that names topics rather than topic ids.
+/// AddPartitionsToTxn stops at 3 (4+ is broker-to-broker) and EndTxn at 4 (5 is transactions V2).
 pub const SUPPORTED: &[Supported] = &[
     api(ApiKey::Produce, 0, 11, 3),
     api(ApiKey::Fetch, 4, 12, 4),
@@ -48,6 +49,10 @@ pub const SUPPORTED: &[Supported] = &[
     api(ApiKey::DeleteRecords, 0, 2, 0),
     api(ApiKey::InitProducerId, 0, 4, 0),
     api(ApiKey::OffsetForLeaderEpoch, 2, 4, 2),
+    api(ApiKey::AddPartitionsToTxn, 0, 3, 0),
+    api(ApiKey::AddOffsetsToTxn, 0, 4, 0),
+    api(ApiKey::EndTxn, 0, 4, 0),
+    api(ApiKey::TxnOffsetCommit, 0, 4, 0),
     api(ApiKey::DescribeConfigs, 1, 4, 1),
     api(ApiKey::AlterConfigs, 0, 2, 0),
     api(ApiKey::CreatePartitions, 0, 3, 0),
@@ -55,6 +60,9 @@ pub const SUPPORTED: &[Supported] = &[
     api(ApiKey::IncrementalAlterConfigs, 0, 1, 0),
     api(ApiKey::OffsetDelete, 0, 0, 0),
     api(ApiKey::DescribeCluster, 0, 1, 0),
+    api(ApiKey::DescribeProducers, 0, 0, 0),
+    api(ApiKey::DescribeTransactions, 0, 0, 0),
+    api(ApiKey::ListTransactions, 0, 1, 0),
     api(ApiKey::ConsumerGroupHeartbeat, 0, 1, 0),
     api(ApiKey::ConsumerGroupDescribe, 0, 1, 0),
 ];
@@ -117,7 +125,15 @@ mod tests {
         check::<OffsetDeleteResponse>(ApiKey::OffsetDelete);
         check::<ConsumerGroupHeartbeatResponse>(ApiKey::ConsumerGroupHeartbeat);
         check::<ConsumerGroupDescribeResponse>(ApiKey::ConsumerGroupDescribe);
-        assert_eq!(SUPPORTED.len(), 28);
+        check::<AddPartitionsToTxnResponse>(ApiKey::AddPartitionsToTxn);
+        check::<AddPartitionsToTxnRequest>(ApiKey::AddPartitionsToTxn);
+        check::<AddOffsetsToTxnResponse>(ApiKey::AddOffsetsToTxn);
+        check::<EndTxnResponse>(ApiKey::EndTxn);
+        check::<TxnOffsetCommitResponse>(ApiKey::TxnOffsetCommit);
+        check::<DescribeProducersResponse>(ApiKey::DescribeProducers);
+        check::<DescribeTransactionsResponse>(ApiKey::DescribeTransactions);
+        check::<ListTransactionsResponse>(ApiKey::ListTransactions);
+        assert_eq!(SUPPORTED.len(), 35);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! How the offset APIs (OffsetCommit, OffsetFetch, OffsetDelete) and offset expiry see group
-//! membership: Kafka's rules for who may commit, asked of the classic and KIP-848 engines.
+//! How the offset APIs (OffsetCommit, TxnOffsetCommit, OffsetFetch, OffsetDelete) and offset
+//! expiry see group membership: Kafka's rules for who may commit, asked of the classic and
+//! KIP-848 engines.
 
 use kafka_protocol::ResponseError;
 
@@ -58,4 +59,40 @@ pub fn validate_fetch(
     groups
         .consumer
         .validate_commit(group, member_id.unwrap_or_default(), member_epoch)
+}
+
+/// Kafka's `validateOffsetCommit` for TxnOffsetCommit. A commit without member id, generation
+/// and instance id (v0-2, or the producer API without group metadata) is accepted whatever the
+/// group's state, unlike a plain commit; one that names a member must come from the current
+/// member and generation. A KIP-848 member's stale epoch is ILLEGAL_GENERATION here, as Kafka
+/// answers transactional commits.
+pub fn validate_txn_commit(
+    groups: &GroupCoordinator,
+    group: &str,
+    member_id: &str,
+    generation_id: i32,
+    group_instance_id: Option<&str>,
+) -> Result<(), i16> {
+    if generation_id < 0 && member_id.is_empty() && group_instance_id.is_none() {
+        return Ok(());
+    }
+    if groups.consumer.exists(group) {
+        return groups
+            .consumer
+            .validate_commit(group, member_id, generation_id)
+            .map_err(|code| {
+                if code == ResponseError::StaleMemberEpoch.code() {
+                    ResponseError::IllegalGeneration.code()
+                } else {
+                    code
+                }
+            });
+    }
+    // A group without members has no member to match.
+    if groups.classic.is_empty_or_absent(group) {
+        return Err(ResponseError::UnknownMemberId.code());
+    }
+    groups
+        .classic
+        .validate_commit(group, member_id, generation_id, group_instance_id)
 }

@@ -293,7 +293,7 @@ fn with_header(batch: &[u8], change: impl FnOnce(&mut BatchHeader)) -> Vec<u8> {
 
 #[test]
 fn validation_applies_kafkas_client_batch_rules() {
-    let cases: [(&str, Vec<u8>, &str); 7] = [
+    let cases: [(&str, Vec<u8>, &str); 8] = [
         (
             "count",
             with_header(&GOLDEN_SIMPLE, |h| h.record_count = 2),
@@ -308,6 +308,11 @@ fn validation_applies_kafkas_client_batch_rules() {
             "control",
             with_header(&GOLDEN_SIMPLE, |h| h.attributes = 0x20),
             "invalid record: batch at byte 0 is a control batch, which clients may not write",
+        ),
+        (
+            "transactional",
+            with_header(&GOLDEN_SIMPLE, |h| h.attributes = 0x10),
+            "invalid record: batch at byte 0 is transactional but has no producer id",
         ),
         (
             "sequence",
