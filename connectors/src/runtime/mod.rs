@@ -10,6 +10,7 @@
 //! collects the provenances already written, and skips them when the input is read again.
 
 pub mod checkpoints;
+pub mod input;
 pub mod produce;
 pub mod provenance;
 pub mod sink_runner;

@@ -9,13 +9,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use brook_broker::access::{ConsumerRecord, OffsetSpec, OutRecord, TopicAccess};
-use brook_engine::dlq::dead_letter;
-use brook_engine::format::{decoder, infer_schema, Format, FormatSpec};
+use brook_engine::format::{decoder, FormatSpec};
 use brook_engine::jobs::fetch_round;
 use datafusion::arrow::array::BooleanArray;
 use datafusion::arrow::compute::filter_record_batch;
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 
+use super::input::{grow_schema, letter, recover_fetch_errors};
 use super::produce::write_dead_letters;
 use super::{retrying, ErrorPolicy, Halt, RunnerSettings, StepState, StepStatus, Stop};
 use crate::error::{Error, Result};
@@ -101,21 +101,16 @@ impl SinkRunner {
                     self.settings.poll_wait_ms,
                 ) => round,
             };
-            for (p, from, e) in round.errors {
-                match e {
-                    brook_broker::Error::OffsetOutOfRange { .. } => {
-                        let earliest = self.offsets(OffsetSpec::Earliest).await?;
-                        let start = earliest.get(&p).copied().unwrap_or(0);
-                        tracing::warn!(step = %self.name, partition = p, from, start, "offset out of range, reading from the earliest");
-                        positions.insert(p, start);
-                    }
-                    e if e.is_retriable() => {
-                        tracing::warn!(step = %self.name, partition = p, error = %e, "fetch failed, retrying");
-                        self.stop.sleep(self.settings.retry_backoff_ms).await?;
-                    }
-                    e => return Err(Halt::Failed(e.into())),
-                }
-            }
+            recover_fetch_errors(
+                self.access.as_ref(),
+                &self.topic,
+                &self.name,
+                round.errors,
+                &mut positions,
+                &self.settings,
+                &self.stop,
+            )
+            .await?;
             if round.records.is_empty() {
                 self.status.note_empty_round();
                 self.sink.get_mut().tick().await.map_err(Halt::Failed)?;
@@ -236,53 +231,16 @@ impl SinkRunner {
     /// The format spec for this batch: the declared schema, or the inferred one grown by what
     /// this batch has that earlier ones did not.
     fn spec_for(&self, values: &[Option<&[u8]>], schema: &mut Option<SchemaRef>) -> Result<FormatSpec, Halt> {
-        if self.format.schema.is_some() || !matches!(self.format.format, Format::Json | Format::Csv) {
-            return Ok(self.format.clone());
-        }
         let samples: Vec<&[u8]> = values.iter().flatten().copied().collect();
-        let inferred = infer_schema(&self.format, &samples).map_err(Error::from)?;
-        let merged = match schema.as_ref() {
-            None => inferred,
-            Some(current) => {
-                let mut fields: Vec<_> = current.fields().iter().cloned().collect();
-                let added: Vec<_> = inferred
-                    .fields()
-                    .iter()
-                    .filter(|f| current.field_with_name(f.name()).is_err())
-                    .cloned()
-                    .collect();
-                if added.is_empty() {
-                    current.clone()
-                } else {
-                    fields.extend(added);
-                    Arc::new(Schema::new(fields))
-                }
-            }
-        };
-        *schema = Some(merged.clone());
-        Ok(self.format.clone().with_schema(merged))
+        grow_schema(&self.format, &samples, schema)?;
+        Ok(match schema.as_ref() {
+            Some(grown) if self.format.schema.is_none() => self.format.clone().with_schema(grown.clone()),
+            _ => self.format.clone(),
+        })
     }
 
     /// A dead letter for `record`; under `Fail` the step stops instead.
     fn letter(&self, record: &ConsumerRecord, why: &str, stage: &str) -> Result<OutRecord, Halt> {
-        match &self.on_error {
-            ErrorPolicy::Fail => Err(Halt::Failed(Error::External {
-                system: "sink",
-                message: format!(
-                    "record {}/{}/{}: {why} (on_error is fail)",
-                    record.topic, record.partition, record.offset
-                ),
-                retriable: false,
-            })),
-            ErrorPolicy::DeadLetter { .. } => Ok(dead_letter(
-                &record.topic,
-                record.partition,
-                record.offset,
-                record.key.clone(),
-                record.value.clone(),
-                why,
-                stage,
-            )),
-        }
+        letter(&self.on_error, &self.name, record, why, stage)
     }
 }

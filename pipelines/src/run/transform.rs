@@ -13,15 +13,16 @@ use std::time::{Duration, Instant};
 
 use brook_broker::access::{ConsumerRecord, OffsetSpec, OutRecord, TopicAccess};
 use brook_connectors::runtime::checkpoints::{Checkpoint, CheckpointStore};
+use brook_connectors::runtime::input::{grow_schema, letter, recover_fetch_errors};
 use brook_connectors::runtime::produce::{produce_or_return, write_dead_letters};
 use brook_connectors::runtime::provenance::{self, written_since};
 use brook_connectors::runtime::{retrying, ErrorPolicy, Halt, RunnerSettings, StepState, StepStatus, Stop};
 use brook_connectors::{Error, Position, Result};
 use brook_engine::catalog::StreamDef;
 use brook_engine::dlq::dead_letter;
-use brook_engine::format::{infer_schema, Format, FormatSpec};
+use brook_engine::format::{Format, FormatSpec};
 use brook_engine::jobs::{fetch_round, OutputWriter, QueryPlan};
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
@@ -149,24 +150,16 @@ impl TransformRunner {
                 self.save(&mut progress, &Stop::never()).await?;
                 return Err(Halt::Stopped);
             };
-            for (p, from, e) in round.errors {
-                match e {
-                    brook_broker::Error::OffsetOutOfRange { .. } => {
-                        let earliest = retrying(&self.settings, &self.stop, "listing offsets", || {
-                            self.access.list_offsets(&self.input_topic, OffsetSpec::Earliest)
-                        })
-                        .await?;
-                        let start = earliest.into_iter().find(|(q, _)| *q == p).map(|(_, o)| o).unwrap_or(0);
-                        tracing::warn!(step = %self.name, partition = p, from, start, "offset out of range, reading from the earliest");
-                        progress.positions.insert(p, start);
-                    }
-                    e if e.is_retriable() => {
-                        tracing::warn!(step = %self.name, partition = p, error = %e, "fetch failed, retrying");
-                        self.stop.sleep(self.settings.retry_backoff_ms).await?;
-                    }
-                    e => return Err(Halt::Failed(e.into())),
-                }
-            }
+            recover_fetch_errors(
+                self.access.as_ref(),
+                &self.input_topic,
+                &self.name,
+                round.errors,
+                &mut progress.positions,
+                &self.settings,
+                &self.stop,
+            )
+            .await?;
             if round.records.is_empty() {
                 self.status.note_empty_round();
             } else {
@@ -191,31 +184,8 @@ impl TransformRunner {
 
     /// Grows an inferred schema by the fields of `records` it lacks; true when it changed.
     fn grow_schema(&self, records: &[ConsumerRecord], schema: &mut Option<SchemaRef>) -> Result<bool, Halt> {
-        if self.input_format.schema.is_some() || !matches!(self.input_format.format, Format::Json | Format::Csv) {
-            return Ok(false);
-        }
-        let samples: Vec<&[u8]> = records.iter().filter_map(|r| r.value.as_deref()).collect();
-        let inferred = infer_schema(&self.input_format, &samples).map_err(Error::from)?;
-        let (merged, changed) = match schema.as_ref() {
-            None => (inferred, true),
-            Some(current) => {
-                let added: Vec<_> = inferred
-                    .fields()
-                    .iter()
-                    .filter(|f| current.field_with_name(f.name()).is_err())
-                    .cloned()
-                    .collect();
-                if added.is_empty() {
-                    (current.clone(), false)
-                } else {
-                    let mut fields: Vec<_> = current.fields().iter().cloned().collect();
-                    fields.extend(added);
-                    (Arc::new(Schema::new(fields)), true)
-                }
-            }
-        };
-        *schema = Some(merged);
-        Ok(changed)
+        let values: Vec<&[u8]> = records.iter().filter_map(|r| r.value.as_deref()).collect();
+        grow_schema(&self.input_format, &values, schema)
     }
 
     async fn plan(&self, schema: Option<SchemaRef>) -> Result<Planned, Halt> {
@@ -347,25 +317,7 @@ impl TransformRunner {
 
     /// A dead letter for `record`; under `Fail` the step stops instead.
     fn letter(&self, record: &ConsumerRecord, why: &str, stage: &str) -> Result<OutRecord, Halt> {
-        match &self.on_error {
-            ErrorPolicy::Fail => Err(Halt::Failed(Error::External {
-                system: "transform",
-                message: format!(
-                    "{}: record {}/{}/{}: {why} (on_error is fail)",
-                    self.name, record.topic, record.partition, record.offset
-                ),
-                retriable: false,
-            })),
-            ErrorPolicy::DeadLetter { .. } => Ok(dead_letter(
-                &record.topic,
-                record.partition,
-                record.offset,
-                record.key.clone(),
-                record.value.clone(),
-                why,
-                stage,
-            )),
-        }
+        letter(&self.on_error, &self.name, record, why, stage)
     }
 
     /// Saves the input positions with the output offsets that bound what was written after.
