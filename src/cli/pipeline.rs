@@ -129,11 +129,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         PipelineCommand::Explain { file, mermaid } => {
             let pipeline = load(&file)?;
-            if mermaid {
-                print!("{}", brook_pipelines::explain_mermaid(&pipeline));
+            let text = if mermaid {
+                brook_pipelines::explain_mermaid(&pipeline)
             } else {
-                print!("{}", brook_pipelines::explain_text(&pipeline));
-            }
+                brook_pipelines::explain_text(&pipeline)
+            };
+            println!("{}", text.trim_end());
             Ok(())
         }
     }
