@@ -406,3 +406,55 @@ fn serve_runs_a_pipelines_folder_and_restarts_a_changed_file() {
     assert_eq!(duplicates(&rows), Vec::<&String>::new());
     broker.stop_clean();
 }
+
+/// POSTs `body` to `path` on `addr` with a hand-written HTTP/1.1 request; returns status and body.
+fn post(addr: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the HTTP listener");
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read the response");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    (status, body)
+}
+
+#[test]
+fn an_http_source_answers_once_records_are_durable_and_they_reach_sqlite() {
+    let dir = TestDir::new();
+    let root = dir.path();
+    std::fs::write(
+        root.join("hook.yaml"),
+        "name: hook\nsources:\n  events:\n    type: http\ntransforms:\n  errors:\n    sql: SELECT path, status FROM events WHERE status >= 500\nsinks:\n  db:\n    type: sqlite\n    input: errors\n    path: ./out/errors.db\n    table: errors\n",
+    )
+    .unwrap();
+    let mut run = PipelineRun::start_with(root, "hook.yaml", 0, &["--http-listen", "127.0.0.1:0"]);
+    assert!(!run.http_addr.is_empty(), "no listening http line");
+    let body: String = (0..60).map(access_line).collect::<String>() + "not json\n";
+    let (status, answer) = post(&run.http_addr, "/v1/pipelines/hook/sources/events", &body);
+    assert_eq!(status, 200, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["records"], 60, "{answer}");
+    assert_eq!(answer["rejected"], 1, "{answer}");
+    // The answer came once the records were durable in the source topic.
+    let events = consume_all(&run.kafka_addr, "hook.events");
+    assert_eq!(events.len(), 60);
+    let db = root.join("out/errors.db");
+    wait_until(&mut run, DEADLINE, "the posted errors in SQLite", || db_paths(&db) == expected_errors(0..60));
+    let (status, _) = post(&run.http_addr, "/v1/pipelines/hook/sources/nope", "{}");
+    assert_eq!(status, 404);
+    let letters = consume_all(&run.kafka_addr, "hook.events.dlq");
+    assert_eq!(letters.len(), 1);
+    let status = run.terminate();
+    assert!(status.success(), "brook pipeline run exited with {status}");
+}

@@ -17,6 +17,8 @@ pub struct PipelineRun {
     child: Option<Child>,
     /// The embedded broker's Kafka address.
     pub kafka_addr: String,
+    /// The HTTP ingest address, when started with `--http-listen`.
+    pub http_addr: String,
     /// Where its stderr (logs) goes.
     pub log_path: PathBuf,
 }
@@ -24,6 +26,11 @@ pub struct PipelineRun {
 impl PipelineRun {
     /// Starts `brook pipeline run FILE` in `dir` with its data in `dir/brook-data`.
     pub fn start(dir: &Path, file: &str, run: usize) -> PipelineRun {
+        PipelineRun::start_with(dir, file, run, &[])
+    }
+
+    /// Starts it with extra arguments (e.g. `--http-listen 127.0.0.1:0`).
+    pub fn start_with(dir: &Path, file: &str, run: usize, extra: &[&str]) -> PipelineRun {
         let log_path = dir.join(format!("pipeline-{run}.log"));
         let log = File::create(&log_path).expect("create pipeline log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_brook"))
@@ -37,6 +44,7 @@ impl PipelineRun {
                 "--progress-interval-secs",
                 "0",
             ])
+            .args(extra)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -53,6 +61,7 @@ impl PipelineRun {
         let mut run = PipelineRun {
             child: Some(child),
             kafka_addr: String::new(),
+            http_addr: String::new(),
             log_path,
         };
         let end = Instant::now() + STARTUP_DEADLINE;
@@ -61,6 +70,8 @@ impl PipelineRun {
                 Ok(line) => {
                     if let Some(addr) = line.strip_prefix("listening kafka=") {
                         run.kafka_addr = addr.trim().to_string();
+                    } else if let Some(addr) = line.strip_prefix("listening http=") {
+                        run.http_addr = addr.trim().to_string();
                     } else if line.starts_with("pipeline ") && line.contains(" running") {
                         assert!(!run.kafka_addr.is_empty(), "no listening line before the running line");
                         return run;
