@@ -199,6 +199,10 @@ async fn run_pipeline(args: RunArgs) -> anyhow::Result<()> {
         }));
     }
     let running = run::start(&pipeline, access, RunnerSettings::default(), Parts::ALL).await?;
+    tokio::select! {
+        _ = running.started() => {}
+        (step, why) = running.failed() => bail!("pipeline {} did not start: step {step} failed: {why}", pipeline.name),
+    }
     println!("pipeline {} running ({})", pipeline.name, pipeline.file.display());
     use std::io::Write;
     std::io::stdout().flush()?;

@@ -238,6 +238,14 @@ impl RunningPipeline {
         })
     }
 
+    /// Resolves once every step has opened its connector and recovered its position (or has
+    /// already ended or failed), so that, for instance, an `http` source takes requests.
+    pub async fn started(&self) {
+        while self.steps.iter().any(|s| s.status.state() == StepState::Starting) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Resolves when a step fails (with its name and error); runs forever otherwise.
     pub async fn failed(&self) -> (String, String) {
         loop {
