@@ -458,3 +458,34 @@ fn an_http_source_answers_once_records_are_durable_and_they_reach_sqlite() {
     let status = run.terminate();
     assert!(status.success(), "brook pipeline run exited with {status}");
 }
+
+#[test]
+fn validate_test_and_explain_from_the_command_line() {
+    let dir = TestDir::new();
+    let root = dir.path();
+    std::fs::write(
+        root.join("bad.yaml"),
+        "name: web\nsources:\n  access:\n    type: file\n    pathx: ./a.log\n    format: json\nsinks:\n  db:\n    type: sqlit\n    input: access\n",
+    )
+    .unwrap();
+    let brook = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_brook"));
+        cmd.current_dir(root).args(args);
+        common::run(cmd, "brook pipeline")
+    };
+    let out = brook(&["pipeline", "validate", "bad.yaml"]);
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("bad.yaml:5:5: error: unknown key \"pathx\""), "{}", out.stderr);
+    assert!(out.stderr.contains("did you mean \"path\"?"), "{}", out.stderr);
+    assert!(out.stderr.contains("bad.yaml:9:11: error: unknown sink type \"sqlit\""), "{}", out.stderr);
+
+    let examples = common::repo_root().join("pipelines/examples");
+    let web = examples.join("web-errors.yaml");
+    let out = brook(&["pipeline", "test", web.to_str().unwrap()]);
+    assert!(out.status.success(), "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("2 passed, 0 failed"), "{}", out.stdout);
+    let out = brook(&["pipeline", "explain", "--mermaid", web.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stdout.starts_with("graph LR"), "{}", out.stdout);
+    assert!(out.stdout.contains("web-errors.errors"), "{}", out.stdout);
+}
