@@ -489,3 +489,34 @@ fn validate_test_and_explain_from_the_command_line() {
     assert!(out.stdout.starts_with("graph LR"), "{}", out.stdout);
     assert!(out.stdout.contains("web-errors.errors"), "{}", out.stdout);
 }
+
+#[test]
+fn a_pipeline_runs_unchanged_against_a_cluster_over_the_kafka_protocol() {
+    let dir = TestDir::new();
+    let root = dir.path();
+    let broker = dir.start_broker(&[]);
+    std::fs::write(
+        root.join("stdin.yaml"),
+        "name: remote\nsources:\n  lines:\n    type: stdin\n    format: json\ntransforms:\n  errors:\n    sql: SELECT path, status FROM lines WHERE status >= 500\nsinks:\n  db:\n    type: sqlite\n    input: errors\n    path: ./out/errors.db\n    table: errors\n",
+    )
+    .unwrap();
+    let input = root.join("input.log");
+    append(&input, (0..300).map(access_line));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_brook"));
+    cmd.current_dir(root).args([
+        "pipeline",
+        "run",
+        "stdin.yaml",
+        "--bootstrap-server",
+        &broker.addr,
+        "--progress-interval-secs",
+        "0",
+    ]);
+    let out = common::run_with_stdin(cmd, Some(&input), "brook pipeline run --bootstrap-server");
+    assert!(out.status.success(), "exit {}: {}", out.status, out.stderr);
+    assert_eq!(db_paths(&root.join("out/errors.db")), expected_errors(0..300));
+    assert!(!root.join("brook-data").exists(), "no embedded broker when a cluster is given");
+    // The steps' topics are on the cluster.
+    let errors = consume_all(&broker.addr, "remote.errors");
+    assert_eq!(errors.len(), expected_errors(0..300).len());
+}
