@@ -1,8 +1,10 @@
-//! End-to-end test of continuous queries: a `CREATE STREAM ... AS SELECT` issued with
+//! End-to-end tests of continuous queries: a `CREATE STREAM ... AS SELECT` issued with
 //! `brook sql` against a running `brook serve` (it reaches the server's job manager through the
 //! catalog topic), records produced with `brook produce`, a `kill -9` of the server in the middle
 //! of the stream, a restart on the same data directory, more records; the output topic then holds
-//! the output of every input (at least once), in order per key.
+//! the output of every input (at least once), in order per key. With
+//! `processing_guarantee = 'exactly_once'` the server is killed again and again at random
+//! points, and confluent-kafka reading read_committed sees each input's output exactly once.
 
 mod common;
 
@@ -10,7 +12,9 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{run, run_with_stdin, Broker, TestDir};
+use brook_broker::client::{Admin, ClientConfig, OffsetSpec};
+use common::{require_python, run, run_python, run_with_stdin, Broker, ChildGuard, TestDir};
+use rand::{Rng, SeedableRng};
 
 /// How long the output may take to appear (a hang guard, not a threshold).
 const OUTPUT_DEADLINE: Duration = Duration::from_secs(120);
@@ -222,5 +226,198 @@ fn a_continuous_query_survives_kill_9_and_resumes_without_losing_records() {
     );
     let queries = sql(&broker, "SHOW QUERIES");
     assert!(queries.contains("csas_big"), "{queries}");
+    broker.stop_clean();
+}
+
+/// How many times the exactly-once test kills the server.
+const EXACTLY_ONCE_KILLS: usize = 5;
+/// Input records produced in each round of the exactly-once test: enough that the query is
+/// still working through them when the server dies.
+const EXACTLY_ONCE_CHUNK: u64 = 20_000;
+
+/// Broker configs of the exactly-once test: one partition for each internal topic.
+const EXACTLY_ONCE_CONFIGS: [(&str, &str); 2] = [
+    ("offsets.topic.num.partitions", "1"),
+    ("transaction.state.log.num.partitions", "1"),
+];
+
+/// Starts `brook produce` of records `from..to` into `clicks` in the background.
+fn spawn_produce(dir: &TestDir, broker: &Broker, from: u64, to: u64) -> ChildGuard {
+    let path = dir.file(&format!("input-{from}-{to}.txt"));
+    let lines: String = (from..to)
+        .map(|n| {
+            let key = KEYS[(n % 3) as usize];
+            format!("{key}\t{{\"n\": {n}, \"user\": \"{key}\"}}\n")
+        })
+        .collect();
+    std::fs::write(&path, lines).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_brook"))
+        .args([
+            "produce",
+            "--bootstrap-server",
+            &broker.addr,
+            "--topic",
+            "clicks",
+            "--key-separator",
+        ])
+        .stdin(std::fs::File::open(&path).expect("open the input file"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn brook produce");
+    ChildGuard(Some(child))
+}
+
+/// The `n` of every record of `topic` (read_uncommitted, with `brook consume`).
+fn inputs(broker: &Broker, topic: &str) -> Vec<u64> {
+    let out = brook(
+        &[
+            "consume",
+            "--bootstrap-server",
+            &broker.addr,
+            "--topic",
+            topic,
+            "--from-beginning",
+            "--exit-at-end",
+            "--format",
+            "json",
+        ],
+        "brook consume",
+    );
+    out.stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            let value: serde_json::Value =
+                serde_json::from_str(record["value"].as_str().expect("a text value")).expect("a JSON value");
+            value["n"].as_u64().expect("n")
+        })
+        .collect()
+}
+
+#[test]
+fn an_exactly_once_query_killed_again_and_again_writes_each_output_exactly_once() {
+    if !require_python(&["confluent_kafka"]) {
+        return;
+    }
+    let dir = TestDir::new();
+    let mut broker = dir.start_broker(&EXACTLY_ONCE_CONFIGS);
+    broker.create_topic("clicks", 2, &[]);
+    sql(
+        &broker,
+        "CREATE STREAM clicks (n BIGINT, user TEXT) WITH (topic = 'clicks', format = 'json')",
+    );
+    let created = sql(
+        &broker,
+        "CREATE STREAM big WITH (topic = 'big', format = 'json', key = 'user', partitions = 2, \
+         processing_guarantee = 'exactly_once') AS SELECT user, n FROM clicks WHERE n % 4 <> 0",
+    );
+    assert!(created.contains("csas_big (exactly once)"), "{created}");
+
+    let seed: u64 = rand::random();
+    eprintln!("exactly-once kill points from seed {seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut next = 0;
+    for _ in 0..EXACTLY_ONCE_KILLS {
+        // Input flows while the query works through it; the server dies once the query has
+        // written a random part of its output (watched in process, so that the kill lands while
+        // the query is busy), or at once. Input the dying server never took is simply not
+        // there: what counts is what the input topic holds afterwards.
+        let admin = rt
+            .block_on(Admin::connect(ClientConfig::new([broker.addr.clone()])))
+            .expect("admin connects");
+        // The output's end offsets; None while the restarted server cannot answer yet.
+        let written = |admin: &Admin| -> Option<i64> {
+            rt.block_on(admin.list_offsets("big", &[0, 1], OffsetSpec::Latest))
+                .ok()
+                .map(|ends| ends.iter().map(|p| p.offset).sum())
+        };
+        let end = Instant::now() + OUTPUT_DEADLINE;
+        let before = loop {
+            if let Some(before) = written(&admin) {
+                break before;
+            }
+            assert!(Instant::now() < end, "the output's end offsets stay unknown");
+        };
+        let mut producer = spawn_produce(&dir, &broker, next, next + EXACTLY_ONCE_CHUNK);
+        next += EXACTLY_ONCE_CHUNK;
+        if rng.gen_bool(0.8) {
+            // Three in four inputs have an output.
+            let target = before + rng.gen_range(1..(EXACTLY_ONCE_CHUNK * 3 / 4) as i64);
+            let end = Instant::now() + OUTPUT_DEADLINE;
+            loop {
+                broker.assert_running("waiting for the query's output");
+                let now = written(&admin).unwrap_or(before);
+                if now >= target {
+                    break;
+                }
+                assert!(Instant::now() < end, "the query wrote {now} of {target} output offsets");
+            }
+        }
+        broker.kill();
+        if let Some(mut child) = producer.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        drop(admin);
+        broker = Broker::start(&dir.data_dir(), dir.path(), &EXACTLY_ONCE_CONFIGS);
+    }
+    produce(&dir, &broker, next, next + 100);
+    let input = inputs(&broker, "clicks");
+    let distinct: std::collections::BTreeSet<u64> = input.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        input.len(),
+        "the idempotent producer wrote an input twice"
+    );
+    wait_committed(&mut broker, input.len() as u64);
+
+    let mut want: Vec<(String, u64)> = input
+        .iter()
+        .filter(|n| *n % 4 != 0)
+        .map(|n| (KEYS[(n % 3) as usize].to_string(), *n))
+        .collect();
+    want.sort();
+    let s = run_python(
+        &broker,
+        "txn_read.py",
+        &[&broker.addr, "big", "read_committed", &want.len().to_string()],
+    );
+    let mut got: Vec<(String, u64)> = s["values"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no values in {s}"))
+        .iter()
+        .map(|v| {
+            let value: serde_json::Value =
+                serde_json::from_str(v.as_str().expect("a text value")).expect("a JSON value");
+            (
+                value["user"].as_str().expect("a user").to_string(),
+                value["n"].as_u64().expect("n"),
+            )
+        })
+        .collect();
+    got.sort();
+    let duplicates: Vec<&(String, u64)> = got.windows(2).filter(|w| w[0] == w[1]).map(|w| &w[0]).collect();
+    assert!(duplicates.is_empty(), "outputs written twice: {duplicates:?}");
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "read_committed sees {} outputs of {}",
+        got.len(),
+        want.len()
+    );
+    assert_eq!(got, want, "each input's output exactly once");
+    let all = run_python(&broker, "txn_read.py", &[&broker.addr, "big", "read_uncommitted", "0"]);
+    eprintln!(
+        "inputs: {}; read_committed outputs: {}; read_uncommitted: {} (aborted transactions included)",
+        input.len(),
+        got.len(),
+        all["count"]
+    );
     broker.stop_clean();
 }

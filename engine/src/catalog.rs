@@ -56,20 +56,79 @@ pub struct QueryDef {
     pub target: String,
     /// When it was created, in ms since the epoch.
     pub created_ms: i64,
+    /// How often each input's output is written. Absent from records written before it existed
+    /// (they run at least once), and left out when it is the default so that older processes
+    /// still read the definition.
+    #[serde(default, skip_serializing_if = "ProcessingGuarantee::is_default")]
+    pub processing_guarantee: ProcessingGuarantee,
 }
 
 impl PartialEq for QueryDef {
     /// Two definitions are the same query when they have the same id and were created at the
     /// same time from the same statement.
     fn eq(&self, other: &Self) -> bool {
-        (&self.id, &self.statement, &self.select, &self.target, self.created_ms)
-            == (
-                &other.id,
-                &other.statement,
-                &other.select,
-                &other.target,
-                other.created_ms,
-            )
+        (
+            &self.id,
+            &self.statement,
+            &self.select,
+            &self.target,
+            self.created_ms,
+            self.processing_guarantee,
+        ) == (
+            &other.id,
+            &other.statement,
+            &other.select,
+            &other.target,
+            other.created_ms,
+            other.processing_guarantee,
+        )
+    }
+}
+
+/// A query's `processing_guarantee` (Kafka Streams' name for the same choice).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessingGuarantee {
+    /// Outputs are acknowledged before input offsets are committed: after a crash, the inputs
+    /// after the last commit are processed again and their outputs written twice.
+    #[default]
+    AtLeastOnce,
+    /// Each micro-batch's outputs, dead letters and input offsets are written in one Kafka
+    /// transaction and the input is read read_committed: read_committed readers of the output
+    /// see each input's output once.
+    ExactlyOnce,
+}
+
+impl ProcessingGuarantee {
+    /// The values `WITH (processing_guarantee = ...)` accepts.
+    pub const NAMES: [&'static str; 2] = ["at_least_once", "exactly_once"];
+
+    fn is_default(&self) -> bool {
+        *self == ProcessingGuarantee::AtLeastOnce
+    }
+
+    /// The option's value as written in SQL.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProcessingGuarantee::AtLeastOnce => "at_least_once",
+            ProcessingGuarantee::ExactlyOnce => "exactly_once",
+        }
+    }
+}
+
+impl FromStr for ProcessingGuarantee {
+    type Err = String;
+
+    /// Parses an option value, ignoring case; the error names the accepted values.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "at_least_once" => Ok(ProcessingGuarantee::AtLeastOnce),
+            "exactly_once" => Ok(ProcessingGuarantee::ExactlyOnce),
+            _ => Err(format!(
+                "unknown processing_guarantee {s:?}: expected {}",
+                Self::NAMES.join(" or ")
+            )),
+        }
     }
 }
 
@@ -403,14 +462,41 @@ mod tests {
             },
             target: "x".into(),
             created_ms: 1,
+            processing_guarantee: ProcessingGuarantee::AtLeastOnce,
         };
         let json = serde_json::to_vec(&q).unwrap();
         assert!(String::from_utf8_lossy(&json).contains(r#""source":{"name":"y","topic":"y","format":"lines""#));
+        assert!(
+            !String::from_utf8_lossy(&json).contains("processing_guarantee"),
+            "the default is left out, so that older processes read the record"
+        );
         apply(&mut state, Some(b"query/csas_x"), Some(&json));
         apply(&mut state, Some(b"query/broken"), Some(b"{"));
         apply(&mut state, Some(b"what/ever"), Some(b"{}"));
         assert_eq!(state.queries.values().cloned().collect::<Vec<_>>(), vec![q]);
         apply(&mut state, Some(b"query/csas_x"), None);
         assert!(state.queries.is_empty());
+    }
+
+    #[test]
+    fn the_processing_guarantee_round_trips_and_defaults_for_old_records() {
+        let source = r#"{"name":"y","topic":"y","format":"lines","key_column":null,"columns":null,"avro_schema":null,"csv_delimiter":44,"csv_header":false}"#;
+        let old = format!(
+            r#"{{"id":"csas_x","statement":"s","select":"SELECT * FROM y","source":{source},"target":"x","created_ms":1}}"#
+        );
+        let def: QueryDef = serde_json::from_str(&old).expect("a record written before the field existed");
+        assert_eq!(def.processing_guarantee, ProcessingGuarantee::AtLeastOnce);
+        let exactly = QueryDef {
+            processing_guarantee: ProcessingGuarantee::ExactlyOnce,
+            ..def.clone()
+        };
+        let json = serde_json::to_string(&exactly).unwrap();
+        assert!(json.contains(r#""processing_guarantee":"exactly_once""#), "{json}");
+        let back: QueryDef = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.processing_guarantee, ProcessingGuarantee::ExactlyOnce);
+        assert_ne!(back, def, "a changed guarantee is a changed query");
+        assert_eq!("Exactly_Once".parse(), Ok(ProcessingGuarantee::ExactlyOnce));
+        let unknown = "twice".parse::<ProcessingGuarantee>().unwrap_err();
+        assert!(unknown.contains("at_least_once or exactly_once"), "{unknown}");
     }
 }

@@ -9,14 +9,17 @@ use std::time::Duration;
 use bytes::BytesMut;
 
 use super::embedded_member::EmbeddedMember;
-use super::{BoxFuture, Delivery, Fetched, GroupMember, OffsetSpec, OutRecord, TopicAccess, TopicInfo, TopicSpec};
+use super::embedded_txn::EmbeddedTxnProducer;
+use super::{
+    BoxFuture, Delivery, Fetched, GroupMember, OffsetSpec, OutRecord, TopicAccess, TopicInfo, TopicSpec, TxnProducer,
+};
 use crate::api::fetch::{MAX_FETCH_RESPONSE_BYTES, MAX_FETCH_WAIT_MS};
 use crate::broker::{now_ms, Broker};
-use crate::client::{decode_partition, partition_for_key, remote_error};
+use crate::client::{backoff_ms, decode_partition, partition_for_key, remote_error};
 use crate::error::{Error, Result};
 use crate::group::offsets::{membership, CommitEntry};
 use crate::log::batch::{encode_batch, require_keys, validate_batches, EncodeOptions, NewRecord};
-use crate::log::{AppendOptions, PartitionLog, MAX_DECODED_BATCH_BYTES};
+use crate::log::{AppendOptions, Isolation, PartitionLog, ProducerSnapshot, MAX_DECODED_BATCH_BYTES};
 
 /// Most record bytes (keys, values, headers) put in one appended batch; larger writes are split.
 const BATCH_BYTES: usize = 1 << 20;
@@ -51,80 +54,10 @@ impl EmbeddedAccess {
     }
 
     async fn produce_records(&self, topic: &str, records: Vec<OutRecord>) -> Result<Vec<Delivery>> {
-        if crate::topics::is_internal_topic(topic) {
-            return Err(Error::InvalidTopic {
-                name: topic.to_string(),
-                reason: "clients cannot write to an internal topic".to_string(),
-            });
-        }
         let count = self.topic_partitions(topic)?.len() as i32;
         let keyless = (self.next_keyless.fetch_add(1, Ordering::Relaxed) % count.max(1) as u32) as i32;
-        let now = now_ms();
-        let mut by_partition: BTreeMap<i32, Vec<(usize, NewRecord)>> = BTreeMap::new();
-        let total = records.len();
-        for (i, r) in records.into_iter().enumerate() {
-            let partition = match (r.partition, &r.key) {
-                (Some(p), _) => p,
-                (None, Some(key)) => partition_for_key(key, count),
-                (None, None) => keyless,
-            };
-            let record = NewRecord {
-                timestamp_ms: r.timestamp_ms.unwrap_or(now),
-                key: r.key,
-                value: r.value,
-                headers: r.headers,
-            };
-            by_partition.entry(partition).or_default().push((i, record));
-        }
-        let config = self.broker.config();
-        let mut deliveries = vec![
-            Delivery {
-                partition: -1,
-                offset: -1
-            };
-            total
-        ];
-        let mut waits = Vec::new();
-        for (partition, items) in by_partition {
-            let (log, rules) = self.broker.topics.partition(&config, topic, partition)?;
-            let mut end = 0;
-            for chunk in split(items) {
-                let (slots, batch): (Vec<usize>, Vec<NewRecord>) = chunk.into_iter().unzip();
-                let options = EncodeOptions::default();
-                let payload: BytesMut = encode_batch(&batch, &options)?;
-                let headers = validate_batches(&payload)?;
-                let size_bytes: usize = headers.iter().map(|h| h.total_bytes()).sum();
-                if size_bytes > rules.max_message_bytes {
-                    return Err(Error::MessageTooLarge {
-                        size_bytes,
-                        max_bytes: rules.max_message_bytes,
-                    });
-                }
-                if rules.compacted {
-                    require_keys(&payload, MAX_DECODED_BATCH_BYTES)?;
-                }
-                let opts = AppendOptions {
-                    now_ms: now,
-                    log_append_time: rules.log_append_time,
-                    leader_epoch: 0,
-                };
-                let info = log.append(payload, &headers, &opts)?;
-                for (n, slot) in slots.into_iter().enumerate() {
-                    deliveries[slot] = Delivery {
-                        partition,
-                        offset: info.base_offset + n as i64,
-                    };
-                }
-                end = info.last_offset + 1;
-            }
-            if log.flush_before_ack() {
-                waits.push((log, end));
-            }
-        }
-        for (log, end) in waits {
-            log.wait_durable(end).await?;
-        }
-        Ok(deliveries)
+        let placed = place(&self.broker, topic, records, keyless)?;
+        append_placed(&self.broker, topic, placed, None).await
     }
 
     async fn fetch_records(
@@ -134,6 +67,7 @@ impl EmbeddedAccess {
         offset: i64,
         max_bytes: usize,
         max_wait_ms: u64,
+        isolation: Isolation,
     ) -> Result<Fetched> {
         let log = self.broker.topics.log(topic, partition)?;
         let max_bytes = max_bytes.clamp(1, MAX_FETCH_RESPONSE_BYTES);
@@ -142,20 +76,29 @@ impl EmbeddedAccess {
         let mut at = offset;
         loop {
             signal.borrow_and_update();
-            let high_watermark = log.high_watermark();
-            let log_start_offset = log.log_start_offset();
-            let bytes = log.read(at, max_bytes, high_watermark)?;
-            let decoded = decode_partition(topic, partition, &bytes, at, &[], MAX_DECODED_BATCH_BYTES)?;
+            let offsets = log.visible_offsets();
+            let end = offsets.end(isolation);
+            let bytes = log.read(at, max_bytes, end)?;
+            // A read_committed reader drops the records of aborted transactions, as a Kafka
+            // consumer does with the list a Fetch response carries.
+            let aborted = if isolation == Isolation::ReadCommitted && !bytes.is_empty() {
+                log.aborted_transactions(at, end)
+            } else {
+                Vec::new()
+            };
+            let decoded = decode_partition(topic, partition, &bytes, at, &aborted, MAX_DECODED_BATCH_BYTES)?;
             let fetched = Fetched {
                 records: decoded.records,
-                high_watermark,
-                log_start_offset,
+                high_watermark: offsets.high_watermark,
+                last_stable_offset: offsets.last_stable_offset,
+                log_start_offset: offsets.log_start_offset,
             };
             if !fetched.records.is_empty() {
                 return Ok(fetched);
             }
             if !bytes.is_empty() && decoded.next_offset > at {
-                // Only control batches: look past them at once, as a consumer's next fetch would.
+                // Only control batches or aborted records: look past them at once, as a
+                // consumer's next fetch would.
                 at = decoded.next_offset;
                 continue;
             }
@@ -186,6 +129,186 @@ impl EmbeddedAccess {
 
     async fn commit_simple(&self, group: &str, offsets: Vec<(String, i32, i64)>) -> Result<()> {
         commit_as(&self.broker, group, "", -1, offsets).await
+    }
+
+    /// The group's committed offsets (of `partitions`, else of every partition it committed)
+    /// once no open transaction holds an offset of one of them: OffsetFetch with
+    /// `require_stable`, retried as the remote client retries it.
+    async fn committed_offsets(
+        &self,
+        group: &str,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Result<Vec<(String, i32, i64)>> {
+        let offsets = &self.broker.groups.offsets;
+        let read = |partitions: &Option<Vec<(String, i32)>>| -> Vec<(String, i32, i64)> {
+            match partitions {
+                None => offsets
+                    .fetch_all(group)
+                    .into_iter()
+                    .map(|(t, p, v)| (t, p, v.offset))
+                    .collect(),
+                Some(list) => list
+                    .iter()
+                    .filter_map(|(t, p)| offsets.fetch(group, t, *p).map(|v| (t.clone(), *p, v.offset)))
+                    .collect(),
+            }
+        };
+        let mut attempt = 0;
+        loop {
+            let checked: Vec<(String, i32)> = match &partitions {
+                None => read(&None).into_iter().map(|(t, p, _)| (t, p)).collect(),
+                Some(list) => list.clone(),
+            };
+            // Pending first, values after: a transaction that completes in between has applied
+            // its offsets by the time they are read.
+            let unstable = checked.into_iter().find(|(t, p)| offsets.has_pending_txn(group, t, *p));
+            let Some((topic, partition)) = unstable else {
+                return Ok(read(&partitions));
+            };
+            if attempt >= STABLE_OFFSET_RETRIES {
+                return Err(remote_error(
+                    UNSTABLE_OFFSET_COMMIT,
+                    Some(&format!(
+                        "an open transaction holds the offset of {topic}-{partition} in group {group}"
+                    )),
+                ));
+            }
+            attempt += 1;
+            tokio::time::sleep(Duration::from_millis(backoff_ms(attempt))).await;
+        }
+    }
+}
+
+/// How many times `committed` looks again while a transaction holds a group's offsets (the
+/// remote client's retries of UNSTABLE_OFFSET_COMMIT).
+const STABLE_OFFSET_RETRIES: u32 = 5;
+/// Kafka's UNSTABLE_OFFSET_COMMIT (retriable).
+const UNSTABLE_OFFSET_COMMIT: i16 = 88;
+
+/// Places records on partitions of `topic` as the Java client does (explicit partition, else
+/// murmur2 of the key, else `keyless`), keeping each record's index in the call.
+pub(super) fn place(
+    broker: &Broker,
+    topic: &str,
+    records: Vec<OutRecord>,
+    keyless: i32,
+) -> Result<BTreeMap<i32, Vec<(usize, NewRecord)>>> {
+    if crate::topics::is_internal_topic(topic) {
+        return Err(Error::InvalidTopic {
+            name: topic.to_string(),
+            reason: "clients cannot write to an internal topic".to_string(),
+        });
+    }
+    let count = broker
+        .topics
+        .get(topic)
+        .ok_or_else(|| Error::UnknownTopicOrPartition(topic.to_string()))?
+        .partition_count();
+    let now = now_ms();
+    let mut by_partition: BTreeMap<i32, Vec<(usize, NewRecord)>> = BTreeMap::new();
+    for (i, r) in records.into_iter().enumerate() {
+        let partition = match (r.partition, &r.key) {
+            (Some(p), _) => p,
+            (None, Some(key)) => partition_for_key(key, count),
+            (None, None) => keyless,
+        };
+        if !(0..count).contains(&partition) {
+            return Err(Error::UnknownTopicOrPartition(format!("{topic}-{partition}")));
+        }
+        let record = NewRecord {
+            timestamp_ms: r.timestamp_ms.unwrap_or(now),
+            key: r.key,
+            value: r.value,
+            headers: r.headers,
+        };
+        by_partition.entry(partition).or_default().push((i, record));
+    }
+    Ok(by_partition)
+}
+
+/// Appends placed records through the checks Produce applies, as plain batches or as
+/// transactional batches of `producer` (id and epoch, sequences following what the partition
+/// last saw of it), and resolves once they are durable.
+pub(super) async fn append_placed(
+    broker: &Broker,
+    topic: &str,
+    placed: BTreeMap<i32, Vec<(usize, NewRecord)>>,
+    producer: Option<(i64, i16)>,
+) -> Result<Vec<Delivery>> {
+    let config = broker.config();
+    let total = placed.values().map(Vec::len).sum();
+    let mut deliveries = vec![
+        Delivery {
+            partition: -1,
+            offset: -1
+        };
+        total
+    ];
+    let now = now_ms();
+    let mut waits = Vec::new();
+    for (partition, items) in placed {
+        let (log, rules) = broker.topics.partition(&config, topic, partition)?;
+        let mut end = 0;
+        for chunk in split(items) {
+            let (slots, batch): (Vec<usize>, Vec<NewRecord>) = chunk.into_iter().unzip();
+            let options = match producer {
+                None => EncodeOptions::default(),
+                Some((producer_id, producer_epoch)) => EncodeOptions {
+                    producer_id,
+                    producer_epoch,
+                    base_sequence: next_sequence(log.producer(producer_id), producer_epoch),
+                    transactional: true,
+                    ..EncodeOptions::default()
+                },
+            };
+            let payload: BytesMut = encode_batch(&batch, &options)?;
+            let headers = validate_batches(&payload)?;
+            let size_bytes: usize = headers.iter().map(|h| h.total_bytes()).sum();
+            if size_bytes > rules.max_message_bytes {
+                return Err(Error::MessageTooLarge {
+                    size_bytes,
+                    max_bytes: rules.max_message_bytes,
+                });
+            }
+            if rules.compacted {
+                require_keys(&payload, MAX_DECODED_BATCH_BYTES)?;
+            }
+            let opts = AppendOptions {
+                now_ms: now,
+                log_append_time: rules.log_append_time,
+                leader_epoch: 0,
+            };
+            let info = log.append(payload, &headers, &opts)?;
+            for (n, slot) in slots.into_iter().enumerate() {
+                deliveries[slot] = Delivery {
+                    partition,
+                    offset: info.base_offset + n as i64,
+                };
+            }
+            end = info.last_offset + 1;
+        }
+        if log.flush_before_ack() {
+            waits.push((log, end));
+        }
+    }
+    for (log, end) in waits {
+        log.wait_durable(end).await?;
+    }
+    Ok(deliveries)
+}
+
+/// The base sequence of a producer's next batch in a partition: one past the last sequence the
+/// partition saw in the same epoch (wrapping after `i32::MAX` as Kafka does), else 0.
+fn next_sequence(known: Option<ProducerSnapshot>, epoch: i16) -> i32 {
+    match known {
+        Some(s) if s.producer_epoch == epoch && s.last_sequence >= 0 => {
+            if s.last_sequence == i32::MAX {
+                0
+            } else {
+                s.last_sequence + 1
+            }
+        }
+        _ => 0,
     }
 }
 
@@ -310,8 +433,37 @@ impl TopicAccess for EmbeddedAccess {
     ) -> BoxFuture<'_, Result<Fetched>> {
         let topic = topic.to_string();
         Box::pin(async move {
-            self.fetch_records(&topic, partition, offset, max_bytes, max_wait_ms)
-                .await
+            self.fetch_records(
+                &topic,
+                partition,
+                offset,
+                max_bytes,
+                max_wait_ms,
+                Isolation::ReadUncommitted,
+            )
+            .await
+        })
+    }
+
+    fn fetch_committed(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: usize,
+        max_wait_ms: u64,
+    ) -> BoxFuture<'_, Result<Fetched>> {
+        let topic = topic.to_string();
+        Box::pin(async move {
+            self.fetch_records(
+                &topic,
+                partition,
+                offset,
+                max_bytes,
+                max_wait_ms,
+                Isolation::ReadCommitted,
+            )
+            .await
         })
     }
 
@@ -322,15 +474,20 @@ impl TopicAccess for EmbeddedAccess {
 
     fn committed(&self, group: &str) -> BoxFuture<'_, Result<Vec<(String, i32, i64)>>> {
         let group = group.to_string();
+        Box::pin(async move { self.committed_offsets(&group, None).await })
+    }
+
+    fn committed_partitions(
+        &self,
+        group: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> BoxFuture<'_, Result<Vec<(String, i32, i64)>>> {
+        let group = group.to_string();
         Box::pin(async move {
-            Ok(self
-                .broker
-                .groups
-                .offsets
-                .fetch_all(&group)
-                .into_iter()
-                .map(|(t, p, v)| (t, p, v.offset))
-                .collect())
+            for (topic, partition) in &partitions {
+                self.broker.topics.log(topic, *partition)?;
+            }
+            self.committed_offsets(&group, Some(partitions)).await
         })
     }
 
@@ -344,6 +501,18 @@ impl TopicAccess for EmbeddedAccess {
         Box::pin(async move {
             let member = EmbeddedMember::join(self.broker.clone(), group, topics)?;
             Ok(Box::new(member) as Box<dyn GroupMember>)
+        })
+    }
+
+    fn transactional_producer(
+        &self,
+        transactional_id: &str,
+        timeout_ms: u64,
+    ) -> BoxFuture<'_, Result<Box<dyn TxnProducer>>> {
+        let id = transactional_id.to_string();
+        Box::pin(async move {
+            let producer = EmbeddedTxnProducer::init(self.broker.clone(), id, timeout_ms).await?;
+            Ok(Box::new(producer) as Box<dyn TxnProducer>)
         })
     }
 }

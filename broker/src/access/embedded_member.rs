@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::embedded::commit_as;
-use super::{BoxFuture, GroupMember, Owned};
+use super::{BoxFuture, ConsumerGroupMetadata, GroupMember, Owned};
 use crate::broker::{now_ms, Broker};
 use crate::client::remote_error;
 use crate::error::{Error, Result};
@@ -278,6 +278,16 @@ impl GroupMember for EmbeddedMember {
             }
             commit_as(&self.broker, &self.group, &member_id, epoch, offsets).await
         })
+    }
+
+    fn group_metadata(&self) -> ConsumerGroupMetadata {
+        let s = lock(&self.state);
+        ConsumerGroupMetadata {
+            group_id: self.group.clone(),
+            generation_id: s.epoch,
+            member_id: s.member_id.clone(),
+            group_instance_id: None,
+        }
     }
 
     fn leave(mut self: Box<Self>) -> BoxFuture<'static, Result<()>> {

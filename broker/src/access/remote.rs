@@ -10,8 +10,10 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::embedded::resolve_past_end;
+use super::remote_txn::RemoteTxnProducer;
 use super::{
-    BoxFuture, Delivery, Fetched, GroupMember, OffsetSpec, OutRecord, Owned, TopicAccess, TopicInfo, TopicSpec,
+    BoxFuture, ConsumerGroupMetadata, Delivery, Fetched, GroupMember, OffsetSpec, OutRecord, Owned, TopicAccess,
+    TopicInfo, TopicSpec, TxnProducer,
 };
 use crate::api::fetch::{MAX_FETCH_RESPONSE_BYTES, MAX_FETCH_WAIT_MS};
 use crate::client::{
@@ -19,7 +21,7 @@ use crate::client::{
     GroupConfig, GroupProtocol, NewTopic, Producer, ProducerConfig, ProducerRecord,
 };
 use crate::error::{Error, Result};
-use crate::log::MAX_DECODED_BATCH_BYTES;
+use crate::log::{Isolation, MAX_DECODED_BATCH_BYTES};
 
 /// Topics of any Kafka cluster, over the network.
 pub struct RemoteAccess {
@@ -52,36 +54,7 @@ impl RemoteAccess {
     }
 
     async fn produce_records(&self, topic: &str, records: Vec<OutRecord>) -> Result<Vec<Delivery>> {
-        let count = self.partition_count(topic).await?;
-        if let Some(p) = records
-            .iter()
-            .filter_map(|r| r.partition)
-            .find(|p| !(0..count).contains(p))
-        {
-            return Err(Error::UnknownTopicOrPartition(format!("{topic}-{p}")));
-        }
-        let mut pending = Vec::with_capacity(records.len());
-        for r in records {
-            let record = ProducerRecord {
-                topic: topic.to_string(),
-                partition: r.partition,
-                key: r.key,
-                value: r.value,
-                headers: r.headers,
-                timestamp_ms: r.timestamp_ms,
-            };
-            pending.push(self.producer.send(record).await?);
-        }
-        self.producer.flush().await?;
-        let mut deliveries = Vec::with_capacity(pending.len());
-        for delivery in pending {
-            let meta = delivery.await?;
-            deliveries.push(Delivery {
-                partition: meta.partition,
-                offset: meta.offset,
-            });
-        }
-        Ok(deliveries)
+        send_all(&self.producer, &self.cluster, topic, records).await
     }
 
     async fn fetch_records(
@@ -91,6 +64,7 @@ impl RemoteAccess {
         offset: i64,
         max_bytes: usize,
         max_wait_ms: u64,
+        isolation: Isolation,
     ) -> Result<Fetched> {
         let max_bytes = i32::try_from(max_bytes.clamp(1, MAX_FETCH_RESPONSE_BYTES)).unwrap_or(i32::MAX);
         let deadline = tokio::time::Instant::now() + Duration::from_millis(max_wait_ms.min(MAX_FETCH_WAIT_MS));
@@ -114,6 +88,7 @@ impl RemoteAccess {
             request.min_bytes = 1;
             request.max_bytes = max_bytes;
             request.session_epoch = -1;
+            request.isolation_level = if isolation == Isolation::ReadCommitted { 1 } else { 0 };
             request.topics = vec![t];
             let timeout_ms = self.config.request_timeout_ms + wait_ms;
             let response = connection.submit(&request, version, timeout_ms).await?.wait().await?;
@@ -136,17 +111,31 @@ impl RemoteAccess {
             }
             check_code(data.error_code, Some(&format!("{topic}-{partition}")))?;
             let bytes = data.records.unwrap_or_default();
-            let decoded = decode_partition(topic, partition, &bytes, at, &[], MAX_DECODED_BATCH_BYTES)?;
+            let aborted: Vec<(i64, i64)> = data
+                .aborted_transactions
+                .unwrap_or_default()
+                .iter()
+                .map(|a| (a.producer_id.0, a.first_offset))
+                .collect();
+            let decoded = decode_partition(topic, partition, &bytes, at, &aborted, MAX_DECODED_BATCH_BYTES)?;
+            // Before Fetch v4 there is no last stable offset: everything is stable.
+            let last_stable_offset = if data.last_stable_offset < 0 {
+                data.high_watermark
+            } else {
+                data.last_stable_offset
+            };
             let fetched = Fetched {
                 records: decoded.records,
                 high_watermark: data.high_watermark,
+                last_stable_offset,
                 log_start_offset: data.log_start_offset,
             };
             if !fetched.records.is_empty() {
                 return Ok(fetched);
             }
             if !bytes.is_empty() && decoded.next_offset > at {
-                // Only control batches: look past them at once, as the embedded access does.
+                // Only control batches or aborted records: look past them at once, as the
+                // embedded access does.
                 at = decoded.next_offset;
                 continue;
             }
@@ -180,8 +169,47 @@ impl RemoteAccess {
     }
 }
 
+/// Sends records through `producer` and waits for every acknowledgement, in order.
+pub(super) async fn send_all(
+    producer: &Producer,
+    cluster: &Cluster,
+    topic: &str,
+    records: Vec<OutRecord>,
+) -> Result<Vec<Delivery>> {
+    let count = cluster.partition_count(topic).await?;
+    if let Some(p) = records
+        .iter()
+        .filter_map(|r| r.partition)
+        .find(|p| !(0..count).contains(p))
+    {
+        return Err(Error::UnknownTopicOrPartition(format!("{topic}-{p}")));
+    }
+    let mut pending = Vec::with_capacity(records.len());
+    for r in records {
+        let record = ProducerRecord {
+            topic: topic.to_string(),
+            partition: r.partition,
+            key: r.key,
+            value: r.value,
+            headers: r.headers,
+            timestamp_ms: r.timestamp_ms,
+        };
+        pending.push(producer.send(record).await?);
+    }
+    producer.flush().await?;
+    let mut deliveries = Vec::with_capacity(pending.len());
+    for delivery in pending {
+        let meta = delivery.await?;
+        deliveries.push(Delivery {
+            partition: meta.partition,
+            offset: meta.offset,
+        });
+    }
+    Ok(deliveries)
+}
+
 /// Turns broker error codes into the errors the embedded access gives for the same failure.
-fn normalize(e: Error) -> Error {
+pub(super) fn normalize(e: Error) -> Error {
     let Error::Remote { code, message } = &e else {
         return e;
     };
@@ -238,9 +266,39 @@ impl TopicAccess for RemoteAccess {
     ) -> BoxFuture<'_, Result<Fetched>> {
         let topic = topic.to_string();
         Box::pin(async move {
-            self.fetch_records(&topic, partition, offset, max_bytes, max_wait_ms)
-                .await
-                .map_err(normalize)
+            self.fetch_records(
+                &topic,
+                partition,
+                offset,
+                max_bytes,
+                max_wait_ms,
+                Isolation::ReadUncommitted,
+            )
+            .await
+            .map_err(normalize)
+        })
+    }
+
+    fn fetch_committed(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: usize,
+        max_wait_ms: u64,
+    ) -> BoxFuture<'_, Result<Fetched>> {
+        let topic = topic.to_string();
+        Box::pin(async move {
+            self.fetch_records(
+                &topic,
+                partition,
+                offset,
+                max_bytes,
+                max_wait_ms,
+                Isolation::ReadCommitted,
+            )
+            .await
+            .map_err(normalize)
         })
     }
 
@@ -256,6 +314,25 @@ impl TopicAccess for RemoteAccess {
             Ok(offsets
                 .into_iter()
                 .filter(|(_, o)| *o >= 0)
+                .map(|((t, p), o)| (t, p, o))
+                .collect())
+        })
+    }
+
+    fn committed_partitions(
+        &self,
+        group: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> BoxFuture<'_, Result<Vec<(String, i32, i64)>>> {
+        let group = group.to_string();
+        Box::pin(async move {
+            // The client offers the group's whole set only, so a transaction holding the first
+            // offset of a partition the group never committed goes unseen here (as it does in
+            // Kafka's OffsetFetch of a whole group); the embedded access sees it.
+            let offsets = self.admin.fetch_offsets(&group).await.map_err(normalize)?;
+            Ok(offsets
+                .into_iter()
+                .filter(|((t, p), o)| *o >= 0 && partitions.iter().any(|(wt, wp)| wt == t && wp == p))
                 .map(|((t, p), o)| (t, p, o))
                 .collect())
         })
@@ -277,11 +354,29 @@ impl TopicAccess for RemoteAccess {
             let mut consumer = Consumer::new(ConsumerConfig::new(self.config.clone()))
                 .await
                 .map_err(normalize)?;
-            let mut config = GroupConfig::new(group);
+            let mut config = GroupConfig::new(group.clone());
             config.protocol = GroupProtocol::Consumer { server_assignor: None };
             config.auto_commit = false;
             consumer.subscribe(topics, config).await.map_err(normalize)?;
-            Ok(Box::new(RemoteMember { consumer, seen: None }) as Box<dyn GroupMember>)
+            Ok(Box::new(RemoteMember {
+                consumer,
+                group,
+                seen: None,
+            }) as Box<dyn GroupMember>)
+        })
+    }
+
+    fn transactional_producer(
+        &self,
+        transactional_id: &str,
+        timeout_ms: u64,
+    ) -> BoxFuture<'_, Result<Box<dyn TxnProducer>>> {
+        let id = transactional_id.to_string();
+        Box::pin(async move {
+            let producer = RemoteTxnProducer::init(self.config.clone(), self.cluster.clone(), id, timeout_ms)
+                .await
+                .map_err(normalize)?;
+            Ok(Box::new(producer) as Box<dyn TxnProducer>)
         })
     }
 }
@@ -289,6 +384,8 @@ impl TopicAccess for RemoteAccess {
 /// A member of a KIP-848 group through Brook's Kafka client; its background task heartbeats.
 struct RemoteMember {
     consumer: Consumer,
+    /// The group id, for metadata before the member has joined.
+    group: String,
     /// The assignment last returned by `assignment`.
     seen: Option<Owned>,
 }
@@ -316,6 +413,12 @@ impl GroupMember for RemoteMember {
 
     fn commit(&mut self, offsets: Vec<(String, i32, i64)>) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move { self.consumer.commit_offsets(&offsets).await.map_err(normalize) })
+    }
+
+    fn group_metadata(&self) -> ConsumerGroupMetadata {
+        self.consumer
+            .group_metadata()
+            .unwrap_or_else(|| ConsumerGroupMetadata::new(self.group.clone()))
     }
 
     fn leave(mut self: Box<Self>) -> BoxFuture<'static, Result<()>> {

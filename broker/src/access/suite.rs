@@ -1,6 +1,8 @@
 //! The one test suite both `TopicAccess` implementations pass: each case is an async function
 //! over `&dyn TopicAccess`, run once on the embedded access and once on the remote access to a
-//! server in this process, so that the two are held to the same semantics.
+//! server in this process, so that the two are held to the same semantics. Transactions
+//! (commit and abort seen by read_committed readers, offsets committed with a transaction,
+//! fencing) are cases like the others.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -8,7 +10,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::{
-    EmbeddedAccess, GroupMember, OffsetSpec, OutRecord, Owned, RemoteAccess, TopicAccess, TopicInfo, TopicSpec,
+    is_fenced, EmbeddedAccess, GroupMember, OffsetSpec, OutRecord, Owned, RemoteAccess, TopicAccess, TopicInfo,
+    TopicSpec, TxnProducer,
 };
 use crate::broker::Broker;
 use crate::client::{partition_for_key, ClientConfig};
@@ -41,6 +44,9 @@ fn open_broker(port: i32) -> (tempfile::TempDir, Arc<Broker>) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let mut config = BrokerConfig::new(dir.path().to_path_buf());
     config.set("offsets.topic.num.partitions", "1").expect("a valid config");
+    config
+        .set("transaction.state.log.num.partitions", "1")
+        .expect("a valid config");
     // Quick heartbeats so that rebalances settle in a few round trips.
     config
         .set("group.consumer.heartbeat.interval.ms", "50")
@@ -96,15 +102,17 @@ fn record(key: Option<&str>, value: &str) -> OutRecord {
     }
 }
 
-/// Reads a partition from `from` up to its high watermark as it was at the first fetch.
+/// Reads a partition from `from` up to its high watermark (a fetch that finds only control
+/// records past the last record returns none, which ends the read too).
 async fn read_all(access: &dyn TopicAccess, topic: &str, partition: i32, from: i64) -> Vec<super::ConsumerRecord> {
     let mut out = Vec::new();
     let mut at = from;
     loop {
         let fetched = access.fetch(topic, partition, at, 1 << 20, 0).await.expect("fetch");
-        if let Some(last) = fetched.records.last() {
-            at = last.offset + 1;
-        }
+        let Some(last) = fetched.records.last() else {
+            return out;
+        };
+        at = last.offset + 1;
         out.extend(fetched.records);
         if at >= fetched.high_watermark {
             return out;
@@ -365,6 +373,195 @@ async fn log_start_offset_moves_with_deleted_records(access: &dyn TopicAccess, b
     assert_eq!(earliest, vec![(0, 3)]);
 }
 
+/// The `transaction.timeout.ms` of the suite's transactional producers.
+const TXN_TIMEOUT_MS: u64 = 60_000;
+
+fn values_of(records: &[super::ConsumerRecord]) -> Vec<String> {
+    let mut values: Vec<String> = records
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
+        .collect();
+    values.sort();
+    values
+}
+
+fn records(values: &[&str]) -> Vec<OutRecord> {
+    values.iter().map(|v| record(Some(v), v)).collect()
+}
+
+/// Reads every partition of `topic` read_committed, long polling, until `n` records came back.
+async fn read_committed(
+    access: &dyn TopicAccess,
+    topic: &str,
+    partitions: i32,
+    n: usize,
+) -> Vec<super::ConsumerRecord> {
+    let mut at = vec![0i64; partitions as usize];
+    let mut out = Vec::new();
+    for _ in 0..MAX_REBALANCE_ROUNDS {
+        for p in 0..partitions {
+            let wait = if out.len() >= n { 0 } else { 100 };
+            let fetched = access
+                .fetch_committed(topic, p, at[p as usize], 1 << 20, wait)
+                .await
+                .expect("fetch_committed");
+            assert!(fetched.last_stable_offset <= fetched.high_watermark);
+            if let Some(last) = fetched.records.last() {
+                at[p as usize] = last.offset + 1;
+            }
+            out.extend(fetched.records);
+        }
+        if out.len() >= n {
+            return out;
+        }
+    }
+    panic!("read_committed returned {} of {n} records of {topic}", out.len());
+}
+
+/// The offset group `txn-group` committed for `txn-in`-0, if any, once no transaction holds
+/// it, read both ways.
+async fn committed_in(access: &dyn TopicAccess) -> Option<i64> {
+    let wanted = vec![("txn-in".to_string(), 0)];
+    let one = access
+        .committed_partitions("txn-group", wanted)
+        .await
+        .expect("committed_partitions");
+    let all = access.committed("txn-group").await.expect("committed");
+    let offset = one.first().map(|(_, _, o)| *o);
+    assert_eq!(one.len(), usize::from(offset.is_some()), "{one:?}");
+    let from_all = all
+        .into_iter()
+        .find(|(t, p, _)| t == "txn-in" && *p == 0)
+        .map(|(_, _, o)| o);
+    assert_eq!(offset, from_all);
+    offset
+}
+
+async fn producer(access: &dyn TopicAccess, id: &str) -> Box<dyn TxnProducer> {
+    access
+        .transactional_producer(id, TXN_TIMEOUT_MS)
+        .await
+        .expect("transactional producer")
+}
+
+async fn read_committed_readers_see_committed_transactions_only(access: &dyn TopicAccess) {
+    access.create_topic(spec("txn-out", 2)).await.expect("created");
+    let mut p = producer(access, "tx-visibility").await;
+    for (batch, commit) in [
+        (["c1", "c2", "c3"], true),
+        (["a1", "a2", "a3"], false),
+        (["c4", "c5", "c6"], true),
+    ] {
+        p.begin().expect("begin");
+        let deliveries = p.produce("txn-out", records(&batch)).await.expect("produced");
+        assert_eq!(deliveries.len(), 3);
+        if commit {
+            p.commit().await.expect("committed");
+        } else {
+            p.abort().await.expect("aborted");
+        }
+    }
+    // The last transaction is read once committed, so the aborted one before it is decided.
+    let committed = read_committed(access, "txn-out", 2, 6).await;
+    assert_eq!(values_of(&committed), ["c1", "c2", "c3", "c4", "c5", "c6"]);
+    let mut uncommitted = Vec::new();
+    for partition in 0..2 {
+        uncommitted.extend(read_all(access, "txn-out", partition, 0).await);
+    }
+    assert_eq!(
+        values_of(&uncommitted),
+        ["a1", "a2", "a3", "c1", "c2", "c3", "c4", "c5", "c6"],
+        "read_uncommitted readers see aborted records too"
+    );
+    // A call out of order is refused without harming the producer.
+    assert!(p.commit().await.is_err(), "commit without begin");
+    p.begin().expect("begin");
+    assert!(p.begin().is_err(), "begin twice");
+    p.abort().await.expect("aborted");
+}
+
+async fn offsets_sent_to_a_transaction_are_committed_with_it_only(access: &dyn TopicAccess) {
+    access.create_topic(spec("txn-in", 1)).await.expect("created");
+    access.create_topic(spec("txn-sink", 1)).await.expect("created");
+    let mut member = access
+        .join("txn-group", vec!["txn-in".to_string()])
+        .await
+        .expect("joined");
+    let mut owned = Vec::new();
+    for _ in 0..MAX_REBALANCE_ROUNDS {
+        owned = member.assignment(100).await.expect("assignment");
+        if !owned.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(owned, vec![("txn-in".to_string(), 0)]);
+    let meta = member.group_metadata();
+    assert_eq!(meta.group_id, "txn-group");
+    assert!(meta.generation_id > 0 && !meta.member_id.is_empty(), "{meta:?}");
+
+    // A plain commit first: the remote access sees transactions holding offsets of partitions
+    // the group has committed before (see RemoteAccess::committed_partitions).
+    member
+        .commit(vec![("txn-in".to_string(), 0, 1)])
+        .await
+        .expect("member commit");
+    let mut p = producer(access, "tx-offsets").await;
+    p.begin().expect("begin");
+    p.produce("txn-sink", records(&["x"])).await.expect("produced");
+    p.send_offsets(vec![("txn-in".to_string(), 0, 5)], &meta)
+        .await
+        .expect("offsets sent");
+    p.abort().await.expect("aborted");
+    assert_eq!(
+        committed_in(access).await,
+        Some(1),
+        "an aborted transaction commits nothing"
+    );
+
+    p.begin().expect("begin");
+    p.produce("txn-sink", records(&["y"])).await.expect("produced");
+    p.send_offsets(vec![("txn-in".to_string(), 0, 7)], &meta)
+        .await
+        .expect("offsets sent");
+    p.commit().await.expect("committed");
+    assert_eq!(committed_in(access).await, Some(7), "committed with the transaction");
+
+    // Offsets sent for a member epoch that is not the member's current one are refused, and
+    // the transaction can still be aborted.
+    let mut stale = meta.clone();
+    stale.generation_id += 1;
+    p.begin().expect("begin");
+    let refused = p.send_offsets(vec![("txn-in".to_string(), 0, 9)], &stale).await;
+    let error = refused.expect_err("a stale member epoch is refused");
+    assert!(!is_fenced(&error), "{error}");
+    p.abort().await.expect("aborted");
+    assert_eq!(committed_in(access).await, Some(7));
+    member.leave().await.expect("left");
+}
+
+async fn a_second_producer_with_the_same_id_fences_the_first(access: &dyn TopicAccess) {
+    access.create_topic(spec("fenced", 1)).await.expect("created");
+    let mut zombie = producer(access, "tx-fence").await;
+    zombie.begin().expect("begin");
+    zombie.produce("fenced", records(&["zombie"])).await.expect("produced");
+    // The new producer's initialisation aborts the zombie's open transaction.
+    let mut fresh = producer(access, "tx-fence").await;
+    let late = zombie.commit().await.expect_err("the zombie cannot commit");
+    assert!(is_fenced(&late), "{late}");
+    let again = zombie.begin().and(Ok(())).err();
+    if let Some(e) = again {
+        assert!(is_fenced(&e), "{e}");
+    } else {
+        let late = zombie.produce("fenced", records(&["zombie-2"])).await;
+        assert!(late.as_ref().is_err_and(is_fenced), "{late:?}");
+    }
+    fresh.begin().expect("begin");
+    fresh.produce("fenced", records(&["fresh"])).await.expect("produced");
+    fresh.commit().await.expect("committed");
+    let committed = read_committed(access, "fenced", 1, 1).await;
+    assert_eq!(values_of(&committed), ["fresh"]);
+}
+
 /// Runs every case of the suite against one implementation.
 macro_rules! suite {
     ($module:ident, $harness:expr) => {
@@ -423,6 +620,23 @@ macro_rules! suite {
             async fn log_start_offset_moves_with_deleted_records() {
                 let h = $harness;
                 super::log_start_offset_moves_with_deleted_records(h.access.as_ref(), &h.broker).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn read_committed_readers_see_committed_transactions_only() {
+                let h = $harness;
+                super::read_committed_readers_see_committed_transactions_only(h.access.as_ref()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn offsets_sent_to_a_transaction_are_committed_with_it_only() {
+                let h = $harness;
+                super::offsets_sent_to_a_transaction_are_committed_with_it_only(h.access.as_ref()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_second_producer_with_the_same_id_fences_the_first() {
+                let h = $harness;
+                super::a_second_producer_with_the_same_id_fences_the_first(h.access.as_ref()).await;
             }
         }
     };

@@ -335,7 +335,11 @@ impl OffsetStore {
         let Some(open) = usize::try_from(partition).ok().and_then(|p| self.open_txns.get(p)) else {
             return;
         };
-        let taken = lock(open).take(producer_id);
+        // The pending offsets stay locked until they are applied, so that a reader never sees
+        // an offset neither pending nor committed (and reads the older one). Lock order: the
+        // pending offsets, then the committed ones, as everywhere else.
+        let mut pending = lock(open);
+        let taken = pending.take(producer_id);
         if !commit || taken.is_empty() {
             return;
         }
@@ -343,6 +347,8 @@ impl OffsetStore {
         for ((group, topic, p), committed) in taken {
             apply_committed(&mut groups, group, (topic, p), committed);
         }
+        drop(groups);
+        drop(pending);
     }
 
     /// Whether an open transaction holds an offset for a group's partition: OffsetFetch with

@@ -1,7 +1,8 @@
 //! One micro-batch from several partitions of a topic, for jobs and `EMIT CHANGES`: at once when
 //! any partition has records, else a long poll that ends as soon as one partition has news, so
 //! that an idle partition never holds back a busy one. Each partition gets an equal share of the
-//! record and byte bounds, so that none starves the others.
+//! record and byte bounds, so that none starves the others. Exactly-once jobs read
+//! read_committed.
 
 use std::collections::BTreeMap;
 
@@ -43,11 +44,30 @@ pub async fn fetch_round(
     max_bytes: usize,
     wait_ms: u64,
 ) -> Round {
+    fetch_round_as(access, topic, positions, max_records, max_bytes, wait_ms, false).await
+}
+
+/// As [`fetch_round`], read_committed when `committed` (exactly-once jobs).
+pub(super) async fn fetch_round_as(
+    access: &dyn TopicAccess,
+    topic: &str,
+    positions: &BTreeMap<i32, i64>,
+    max_records: usize,
+    max_bytes: usize,
+    wait_ms: u64,
+    committed: bool,
+) -> Round {
     let n = positions.len().max(1);
     let share_bytes = (max_bytes / n).max(1024);
     let share_records = max_records.div_ceil(n).max(1);
-    let fetch =
-        |p: i32, from: i64, wait: u64| async move { (p, from, access.fetch(topic, p, from, share_bytes, wait).await) };
+    let fetch = |p: i32, from: i64, wait: u64| async move {
+        let fetched = if committed {
+            access.fetch_committed(topic, p, from, share_bytes, wait).await
+        } else {
+            access.fetch(topic, p, from, share_bytes, wait).await
+        };
+        (p, from, fetched)
+    };
     let mut round = Round::default();
     for (p, from, result) in join_all(positions.iter().map(|(p, o)| fetch(*p, *o, 0))).await {
         round.absorb(p, from, result, share_records);

@@ -6,21 +6,22 @@
 //! the planned SELECT, encode, produce to the target topic, and only once that write (and the
 //! dead letters) is acknowledged commit the input offsets: at least once. A rebalance drops
 //! the positions of revoked partitions. A batch whose evaluation fails is retried row by row so
-//! that one bad row becomes a dead letter instead of stopping the query.
+//! that one bad row becomes a dead letter instead of stopping the query. Exactly-once jobs run
+//! the loop of `exactly_once.rs` over the same steps.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use brook_broker::access::{ConsumerRecord, GroupMember, OffsetSpec, OutRecord, TopicAccess, TopicSpec};
+use brook_broker::access::{ConsumerRecord, GroupMember, OffsetSpec, OutRecord, Owned, TopicAccess, TopicSpec};
 use tokio::sync::watch;
 
-use super::fetch::fetch_round;
+use super::fetch::fetch_round_as;
 use super::output::OutputWriter;
 use super::plan::QueryPlan;
 use super::{JobSettings, JobState, JobStatus};
-use crate::catalog::{Catalog, QueryDef};
+use crate::catalog::{Catalog, ProcessingGuarantee, QueryDef};
 use crate::dlq::{dead_letter, dead_letter_topic};
 use crate::error::{Error, Result};
 
@@ -30,11 +31,14 @@ pub fn group_id(query_id: &str) -> String {
 }
 
 /// Why a step ended early.
-enum Halt {
+pub(super) enum Halt {
     /// The job was asked to stop.
     Stopped,
     /// A non-retriable error: the job fails.
     Failed(Error),
+    /// The job's transactional producer was fenced (exactly once): another producer with its
+    /// transactional id took over, so the job starts over with a new producer and membership.
+    Fenced,
 }
 
 impl From<Error> for Halt {
@@ -54,9 +58,11 @@ pub(super) struct Job {
 }
 
 /// What a micro-batch turned into.
-struct Processed {
-    out: Vec<OutRecord>,
-    dead: Vec<OutRecord>,
+pub(super) struct Processed {
+    /// Records for the target stream.
+    pub out: Vec<OutRecord>,
+    /// Dead letters for the source's dead-letter topic.
+    pub dead: Vec<OutRecord>,
 }
 
 impl Job {
@@ -69,6 +75,8 @@ impl Job {
                 tracing::error!(query = %id, error = %e, "continuous query failed");
                 JobState::Failed(e.to_string())
             }
+            // The exactly-once loop starts over after a fencing; reaching here is a bug.
+            Err(Halt::Fenced) => JobState::Failed("the transactional producer was fenced".to_string()),
         };
         self.status.set_state(end);
     }
@@ -80,6 +88,9 @@ impl Job {
             .ok_or_else(|| Error::Catalog(format!("the target stream {} does not exist", self.def.target)))?;
         let plan = QueryPlan::new(&self.def.select, &self.def.source).await?;
         let writer = OutputWriter::new(&target, &plan.output_schema())?;
+        if self.def.processing_guarantee == ProcessingGuarantee::ExactlyOnce {
+            return self.run_exactly_once(&plan, &writer, &target.topic).await;
+        }
         let source = self.def.source.topic.clone();
         let group = group_id(&self.def.id);
         let mut member = self.retrying(|| self.access.join(&group, vec![source.clone()])).await?;
@@ -109,36 +120,13 @@ impl Job {
             } else {
                 0
             };
-            let owned = loop {
-                self.check_stop()?;
-                match member.assignment(wait_ms).await {
-                    Ok(owned) => break owned,
-                    Err(e) if e.is_retriable() => {
-                        tracing::warn!(query = %self.def.id, error = %e, "reading the assignment failed, retrying");
-                        self.backoff().await?;
-                    }
-                    Err(e) => return Err(Halt::Failed(e.into())),
-                }
-            };
-            let owned: BTreeSet<i32> = owned
-                .into_iter()
-                .filter(|(t, _)| *t == source)
-                .map(|(_, p)| p)
-                .collect();
-            positions.retain(|p, _| owned.contains(p));
-            let new: Vec<i32> = owned.iter().copied().filter(|p| !positions.contains_key(p)).collect();
-            if !new.is_empty() {
-                let starts = self.start_offsets(&group, &source).await?;
-                for p in new {
-                    positions.insert(p, starts.get(&p).copied().unwrap_or(0));
-                }
-                tracing::info!(query = %self.def.id, partitions = ?positions.keys().collect::<Vec<_>>(), "assigned");
-            }
+            let owned = self.assignment(member, wait_ms).await?;
+            self.follow_assignment(&owned, &group, &source, &mut positions).await?;
             if positions.is_empty() {
                 self.check_stop()?;
                 continue;
             }
-            let records = self.fetch(&source, &mut positions).await?;
+            let records = self.fetch(&source, &mut positions, false).await?;
             if records.is_empty() {
                 continue;
             }
@@ -186,14 +174,60 @@ impl Job {
         }
     }
 
+    /// The member's assignment, waiting up to `wait_ms` for a change; retriable errors retried.
+    pub(super) async fn assignment(&self, member: &mut dyn GroupMember, wait_ms: u64) -> Result<Owned, Halt> {
+        loop {
+            self.check_stop()?;
+            match member.assignment(wait_ms).await {
+                Ok(owned) => return Ok(owned),
+                Err(e) if e.is_retriable() => {
+                    tracing::warn!(query = %self.def.id, error = %e, "reading the assignment failed, retrying");
+                    self.backoff().await?;
+                }
+                Err(e) => return Err(Halt::Failed(e.into())),
+            }
+        }
+    }
+
+    /// Drops the positions of partitions no longer owned and starts newly owned ones at the
+    /// group's committed offsets.
+    pub(super) async fn follow_assignment(
+        &self,
+        owned: &Owned,
+        group: &str,
+        source: &str,
+        positions: &mut BTreeMap<i32, i64>,
+    ) -> Result<(), Halt> {
+        let owned: BTreeSet<i32> = owned.iter().filter(|(t, _)| t == source).map(|(_, p)| *p).collect();
+        positions.retain(|p, _| owned.contains(p));
+        let new: Vec<i32> = owned.iter().copied().filter(|p| !positions.contains_key(p)).collect();
+        if !new.is_empty() {
+            let starts = self.start_offsets(group, source).await?;
+            for p in new {
+                positions.insert(p, starts.get(&p).copied().unwrap_or(0));
+            }
+            tracing::info!(query = %self.def.id, partitions = ?positions.keys().collect::<Vec<_>>(), "assigned");
+        }
+        Ok(())
+    }
+
     /// Where newly assigned partitions start: the group's committed offset, else the earliest.
+    /// An exactly-once job asks for the source's partitions by name, so that it also waits
+    /// for a transaction holding the first offset of a partition.
     async fn start_offsets(&self, group: &str, source: &str) -> Result<BTreeMap<i32, i64>, Halt> {
         let mut starts: BTreeMap<i32, i64> = self
             .retrying(|| self.access.list_offsets(source, OffsetSpec::Earliest))
             .await?
             .into_iter()
             .collect();
-        for (t, p, o) in self.retrying(|| self.access.committed(group)).await? {
+        let committed = if self.def.processing_guarantee == ProcessingGuarantee::ExactlyOnce {
+            let partitions: Vec<(String, i32)> = starts.keys().map(|p| (source.to_string(), *p)).collect();
+            self.retrying(|| self.access.committed_partitions(group, partitions.clone()))
+                .await?
+        } else {
+            self.retrying(|| self.access.committed(group)).await?
+        };
+        for (t, p, o) in committed {
             if t == source && o >= 0 {
                 starts.insert(p, o);
             }
@@ -201,18 +235,25 @@ impl Job {
         Ok(starts)
     }
 
-    /// One micro-batch from the owned partitions, bounded to `max_batch_records` in all.
-    async fn fetch(&self, source: &str, positions: &mut BTreeMap<i32, i64>) -> Result<Vec<ConsumerRecord>, Halt> {
+    /// One micro-batch from the owned partitions, bounded to `max_batch_records` in all;
+    /// read_committed when `committed`.
+    pub(super) async fn fetch(
+        &self,
+        source: &str,
+        positions: &mut BTreeMap<i32, i64>,
+        committed: bool,
+    ) -> Result<Vec<ConsumerRecord>, Halt> {
         let s = &self.settings;
         let round = {
             let mut stop = self.stop.clone();
-            let fetching = fetch_round(
+            let fetching = fetch_round_as(
                 self.access.as_ref(),
                 source,
                 positions,
                 s.max_batch_records,
                 s.fetch_max_bytes,
                 s.fetch_wait_ms,
+                committed,
             );
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return Err(Halt::Stopped),
@@ -240,7 +281,12 @@ impl Job {
     }
 
     /// Decodes, evaluates and encodes one micro-batch; bad records and rows become dead letters.
-    async fn process(&self, plan: &QueryPlan, writer: &OutputWriter, records: &[ConsumerRecord]) -> Result<Processed> {
+    pub(super) async fn process(
+        &self,
+        plan: &QueryPlan,
+        writer: &OutputWriter,
+        records: &[ConsumerRecord],
+    ) -> Result<Processed> {
         let source = &self.def.source.topic;
         let letter = |i: usize, error: &str, stage: &str| {
             let r = &records[i];
@@ -322,17 +368,7 @@ impl Job {
     async fn produce_creating(&self, topic: &str, records: Vec<OutRecord>) -> Result<(), Halt> {
         match self.access.produce(topic, records.clone()).await {
             Ok(_) => return Ok(()),
-            Err(brook_broker::Error::UnknownTopicOrPartition(_)) => {
-                let spec = TopicSpec {
-                    name: topic.to_string(),
-                    partitions: -1,
-                    configs: Vec::new(),
-                };
-                match self.access.create_topic(spec).await {
-                    Ok(()) | Err(brook_broker::Error::TopicAlreadyExists(_)) => {}
-                    Err(e) => return Err(Halt::Failed(e.into())),
-                }
-            }
+            Err(brook_broker::Error::UnknownTopicOrPartition(_)) => self.create_topic(topic).await?,
             Err(e) if e.is_retriable() => {}
             Err(e) => return Err(Halt::Failed(e.into())),
         }
@@ -340,8 +376,25 @@ impl Job {
         Ok(())
     }
 
+    /// Creates `topic` with the cluster's defaults unless it exists.
+    pub(super) async fn create_topic(&self, topic: &str) -> Result<(), Halt> {
+        let spec = TopicSpec {
+            name: topic.to_string(),
+            partitions: -1,
+            configs: Vec::new(),
+        };
+        match self.access.create_topic(spec).await {
+            Ok(()) | Err(brook_broker::Error::TopicAlreadyExists(_)) => Ok(()),
+            Err(e) if e.is_retriable() => {
+                tracing::warn!(query = %self.def.id, topic, error = %e, "creating a topic failed, retrying");
+                self.backoff().await
+            }
+            Err(e) => Err(Halt::Failed(e.into())),
+        }
+    }
+
     /// Runs `op` until it succeeds, backing off after retriable errors; stops when asked.
-    async fn retrying<T, F, Fut>(&self, mut op: F) -> Result<T, Halt>
+    pub(super) async fn retrying<T, F, Fut>(&self, mut op: F) -> Result<T, Halt>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = brook_broker::Result<T>>,
@@ -359,7 +412,8 @@ impl Job {
         }
     }
 
-    async fn backoff(&self) -> Result<(), Halt> {
+    /// Waits `retry_backoff_ms`; ends early with Halt::Stopped when the job is asked to stop.
+    pub(super) async fn backoff(&self) -> Result<(), Halt> {
         let mut stop = self.stop.clone();
         tokio::select! {
             _ = stop.wait_for(|s| *s) => Err(Halt::Stopped),
@@ -367,7 +421,8 @@ impl Job {
         }
     }
 
-    fn check_stop(&self) -> Result<(), Halt> {
+    /// Halt::Stopped once the job is asked to stop.
+    pub(super) fn check_stop(&self) -> Result<(), Halt> {
         if *self.stop.borrow() {
             Err(Halt::Stopped)
         } else {

@@ -3,14 +3,17 @@
 //! terminated by any client (`brook sql` against a remote cluster, another worker) starts or
 //! stops in every `brook serve` attached to that cluster. Jobs of one query share the consumer
 //! group `brook-query-<id>`, so its partitions are spread over the processes running it.
+//! A query runs at least once by default, or exactly once (`exactly_once.rs`) with
+//! `processing_guarantee = 'exactly_once'`.
 
 mod emit;
+mod exactly_once;
 mod fetch;
 mod job;
 mod output;
 mod plan;
-pub mod trace;
 pub mod statements;
+pub mod trace;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -26,6 +29,7 @@ use crate::catalog::{Catalog, QueryDef};
 use crate::error::{Error, Result};
 
 pub use emit::emit_changes;
+pub use exactly_once::transactional_id;
 pub use fetch::{fetch_round, Round};
 pub use job::group_id;
 pub use output::{stream_schema, OutputWriter, KEY_COLUMN};
@@ -44,6 +48,15 @@ pub struct JobSettings {
     pub retry_backoff_ms: u64,
     /// How long one wait for catalog changes lasts before it is renewed.
     pub catalog_poll_ms: u64,
+    /// Kafka's `transaction.timeout.ms` for exactly-once jobs: the coordinator aborts (and
+    /// fences) a micro-batch's transaction open longer, e.g. one a crashed process left.
+    pub transaction_timeout_ms: u64,
+    /// This process's name in the transactional ids of exactly-once jobs
+    /// (`brook-query-<id>-<worker_name>`). It must be kept across restarts, so that a restarted
+    /// process fences its predecessor and aborts the transaction it left open at once, and be
+    /// distinct among the processes running the same queries on one cluster. None: the host
+    /// name, which `brook serve` satisfies: its jobs run on its own embedded broker.
+    pub worker_name: Option<String>,
 }
 
 impl Default for JobSettings {
@@ -54,7 +67,26 @@ impl Default for JobSettings {
             fetch_wait_ms: 500,
             retry_backoff_ms: 500,
             catalog_poll_ms: 1000,
+            // Kafka Streams' default under exactly-once.
+            transaction_timeout_ms: 10_000,
+            worker_name: None,
         }
+    }
+}
+
+impl JobSettings {
+    /// The worker name in effect: the configured one, else the host name, else `brook`.
+    pub fn worker_name(&self) -> String {
+        if let Some(name) = &self.worker_name {
+            return name.clone();
+        }
+        let from_kernel = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|s| s.trim().to_string());
+        from_kernel
+            .filter(|s| !s.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
+            .unwrap_or_else(|| "brook".to_string())
     }
 }
 
@@ -331,5 +363,7 @@ async fn stop_all(jobs: Vec<Running>) {
     }
 }
 
+#[cfg(test)]
+mod exactly_once_tests;
 #[cfg(test)]
 mod tests;

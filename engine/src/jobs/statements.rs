@@ -16,10 +16,10 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::ColumnDef;
 
 use super::{emit_changes, stream_schema, JobManager, OutputWriter, QueryPlan, KEY_COLUMN};
-use crate::catalog::{QueryDef, StreamDef};
+use crate::catalog::{ProcessingGuarantee, QueryDef, StreamDef};
 use crate::error::{Error, Result};
 use crate::format::{decoder, infer_schema, Format, FormatSpec};
-use crate::sql::ddl::{CreateStream, DdlStatement};
+use crate::sql::ddl::{self, CreateStream, DdlStatement, WithOption, PROCESSING_GUARANTEE};
 use crate::table::{infer_format, sample_values};
 
 /// What a streaming statement returns.
@@ -45,7 +45,11 @@ pub async fn execute(jobs: &Arc<JobManager>, statement: DdlStatement, sql: &str)
                 emit_changes(jobs.access().clone(), source, &select, settings).await?,
             ))
         }
-        DdlStatement::InsertInto { target, select } => insert_into(jobs, &target, &select, sql).await,
+        DdlStatement::InsertInto {
+            target,
+            options,
+            select,
+        } => insert_into(jobs, &target, &options, &select, sql).await,
         DdlStatement::ShowQueries => Ok(StatementOutput::Batches(vec![show_queries(jobs)?])),
         DdlStatement::Terminate { query_id } => {
             jobs.stop(&query_id).await?;
@@ -75,7 +79,15 @@ async fn create_stream(jobs: &Arc<JobManager>, c: CreateStream, sql: &str) -> Re
     };
     let topic = c.option("topic").unwrap_or(&c.name).to_string();
     let key_column = c.option("key").map(String::from);
+    let guarantee = processing_guarantee(&c.options)?;
     let Some(select) = c.select.clone() else {
+        if c.option(PROCESSING_GUARANTEE).is_some() {
+            return Err(c.option_error(
+                PROCESSING_GUARANTEE,
+                "processing_guarantee applies to a continuous query: CREATE STREAM ... AS SELECT or INSERT INTO"
+                    .to_string(),
+            ));
+        }
         if !c.columns.is_empty() {
             spec = spec.with_schema(columns_schema(&c.columns).await?);
         }
@@ -113,15 +125,23 @@ async fn create_stream(jobs: &Arc<JobManager>, c: CreateStream, sql: &str) -> Re
     ensure_topic(jobs, &topic, partitions).await?;
     catalog.put(&target).await?;
     let id = fresh_id(jobs, &format!("csas_{}", c.name), false).await?;
-    let def = query_def(id.clone(), sql, select, source, c.name.clone());
+    let def = query_def(id.clone(), sql, select, source, c.name.clone(), guarantee);
     jobs.create(def).await?;
     Ok(StatementOutput::Message(format!(
-        "Created stream {} over topic {topic} and started query {id}",
-        c.name
+        "Created stream {} over topic {topic} and started query {id}{}",
+        c.name,
+        guarantee_note(guarantee)
     )))
 }
 
-async fn insert_into(jobs: &Arc<JobManager>, target: &str, select: &str, sql: &str) -> Result<StatementOutput> {
+async fn insert_into(
+    jobs: &Arc<JobManager>,
+    target: &str,
+    options: &[WithOption],
+    select: &str,
+    sql: &str,
+) -> Result<StatementOutput> {
+    let guarantee = processing_guarantee(options)?;
     let catalog = jobs.catalog();
     let stream = catalog.get(target).ok_or_else(|| {
         Error::Catalog(format!(
@@ -159,10 +179,12 @@ async fn insert_into(jobs: &Arc<JobManager>, target: &str, select: &str, sql: &s
         select.to_string(),
         source,
         target.to_string(),
+        guarantee,
     ))
     .await?;
     Ok(StatementOutput::Message(format!(
-        "Started query {id} into stream {target}"
+        "Started query {id} into stream {target}{}",
+        guarantee_note(guarantee)
     )))
 }
 
@@ -253,7 +275,32 @@ async fn fresh_id(jobs: &JobManager, base: &str, numbered: bool) -> Result<Strin
 /// How many query ids `fresh_id` tries.
 const MAX_ID_ATTEMPTS: usize = 1000;
 
-fn query_def(id: String, sql: &str, select: String, source: StreamDef, target: String) -> QueryDef {
+/// What a started query's message adds about its guarantee: nothing for the default.
+fn guarantee_note(guarantee: ProcessingGuarantee) -> &'static str {
+    match guarantee {
+        ProcessingGuarantee::AtLeastOnce => "",
+        ProcessingGuarantee::ExactlyOnce => " (exactly once)",
+    }
+}
+
+/// The `processing_guarantee` option, at least once when absent.
+fn processing_guarantee(options: &[WithOption]) -> Result<ProcessingGuarantee> {
+    match ddl::option(options, PROCESSING_GUARANTEE) {
+        None => Ok(ProcessingGuarantee::default()),
+        Some(value) => value
+            .parse()
+            .map_err(|message| ddl::option_error(options, PROCESSING_GUARANTEE, message)),
+    }
+}
+
+fn query_def(
+    id: String,
+    sql: &str,
+    select: String,
+    source: StreamDef,
+    target: String,
+    processing_guarantee: ProcessingGuarantee,
+) -> QueryDef {
     let created_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -265,6 +312,7 @@ fn query_def(id: String, sql: &str, select: String, source: StreamDef, target: S
         source,
         target,
         created_ms,
+        processing_guarantee,
     }
 }
 

@@ -17,18 +17,29 @@ use crate::dlq;
 use crate::sql::ddl;
 
 /// How long a test waits for output before it fails (a hang guard, not a threshold).
-const DEADLINE: Duration = Duration::from_secs(60);
+pub(super) const DEADLINE: Duration = Duration::from_secs(60);
 
-struct Cluster {
+pub(super) struct Cluster {
     _dir: tempfile::TempDir,
-    broker: Arc<Broker>,
-    access: Arc<dyn TopicAccess>,
+    pub(super) broker: Arc<Broker>,
+    pub(super) access: Arc<dyn TopicAccess>,
 }
 
-fn cluster() -> Cluster {
+pub(super) fn cluster() -> Cluster {
+    cluster_with(&[])
+}
+
+/// A cluster with broker configs `extra` on top of the tests' own.
+pub(super) fn cluster_with(extra: &[(&str, &str)]) -> Cluster {
     let dir = tempfile::tempdir().expect("temporary directory");
     let mut config = BrokerConfig::new(dir.path().to_path_buf());
     config.set("offsets.topic.num.partitions", "1").expect("a valid config");
+    config
+        .set("transaction.state.log.num.partitions", "1")
+        .expect("a valid config");
+    for (name, value) in extra {
+        config.set(name, value).expect("a valid config");
+    }
     let broker = Broker::open(config).expect("broker opens");
     tokio::spawn(broker.groups.clone().run_timers(broker.shutdown_signal()));
     let access: Arc<dyn TopicAccess> = Arc::new(EmbeddedAccess::new(broker.clone()));
@@ -45,7 +56,7 @@ impl Drop for Cluster {
     }
 }
 
-fn settings() -> JobSettings {
+pub(super) fn settings() -> JobSettings {
     JobSettings {
         max_batch_records: 4,
         fetch_wait_ms: 100,
@@ -56,13 +67,18 @@ fn settings() -> JobSettings {
 }
 
 async fn manager(access: &Arc<dyn TopicAccess>) -> Arc<JobManager> {
+    manager_with(access, settings()).await
+}
+
+/// A started job manager with `settings`.
+pub(super) async fn manager_with(access: &Arc<dyn TopicAccess>, settings: JobSettings) -> Arc<JobManager> {
     let catalog = Catalog::open(access.clone()).await.expect("catalog opens");
-    let jobs = JobManager::new(access.clone(), catalog, settings());
+    let jobs = JobManager::new(access.clone(), catalog, settings);
     jobs.start().await.expect("jobs start");
     jobs
 }
 
-async fn run(jobs: &Arc<JobManager>, sql: &str) -> String {
+pub(super) async fn run(jobs: &Arc<JobManager>, sql: &str) -> String {
     let statement = ddl::parse(sql).expect("parses").expect("a streaming statement");
     match execute(jobs, statement, sql).await {
         Ok(StatementOutput::Message(m)) => m,
@@ -71,7 +87,7 @@ async fn run(jobs: &Arc<JobManager>, sql: &str) -> String {
     }
 }
 
-async fn create_topic(access: &Arc<dyn TopicAccess>, name: &str, partitions: i32) {
+pub(super) async fn create_topic(access: &Arc<dyn TopicAccess>, name: &str, partitions: i32) {
     let spec = TopicSpec {
         name: name.into(),
         partitions,
@@ -80,7 +96,7 @@ async fn create_topic(access: &Arc<dyn TopicAccess>, name: &str, partitions: i32
     access.create_topic(spec).await.expect("topic created");
 }
 
-async fn produce(access: &Arc<dyn TopicAccess>, topic: &str, values: &[&str]) {
+pub(super) async fn produce(access: &Arc<dyn TopicAccess>, topic: &str, values: &[&str]) {
     let records = values
         .iter()
         .enumerate()
@@ -126,14 +142,14 @@ async fn read_at_least(access: &Arc<dyn TopicAccess>, topic: &str, n: usize) -> 
     }
 }
 
-fn values(records: &[ConsumerRecord]) -> Vec<String> {
+pub(super) fn values(records: &[ConsumerRecord]) -> Vec<String> {
     records
         .iter()
         .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
         .collect()
 }
 
-fn header<'a>(r: &'a ConsumerRecord, name: &str) -> &'a str {
+pub(super) fn header<'a>(r: &'a ConsumerRecord, name: &str) -> &'a str {
     let (_, v) = r
         .headers
         .iter()

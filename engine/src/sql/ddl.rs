@@ -14,7 +14,8 @@ use crate::error::{Error, Result};
 /// The longest statement parsed, in bytes (a bound on what a client can make us tokenize).
 pub const MAX_STATEMENT_BYTES: usize = 1 << 20;
 
-/// The `WITH (...)` option names a `CREATE STREAM` accepts.
+/// The `WITH (...)` option names a `CREATE STREAM` accepts (`processing_guarantee` only with
+/// `AS SELECT`).
 pub const KNOWN_OPTIONS: &[&str] = &[
     "topic",
     "format",
@@ -24,17 +25,26 @@ pub const KNOWN_OPTIONS: &[&str] = &[
     "avro_schema_file",
     "delimiter",
     "header",
+    PROCESSING_GUARANTEE,
 ];
+
+/// The option choosing at-least-once or exactly-once processing for a continuous query.
+pub const PROCESSING_GUARANTEE: &str = "processing_guarantee";
+
+/// The `WITH (...)` option names an `INSERT INTO` accepts.
+pub const INSERT_OPTIONS: &[&str] = &[PROCESSING_GUARANTEE];
 
 /// One of Brook's streaming statements.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DdlStatement {
     /// `CREATE STREAM name [(columns)] WITH (...) [AS SELECT ...]`.
     CreateStream(CreateStream),
-    /// `INSERT INTO name SELECT ...`: a continuous query into an existing stream.
+    /// `INSERT INTO name [WITH (...)] SELECT ...`: a continuous query into an existing stream.
     InsertInto {
         /// The target stream.
         target: String,
+        /// The `WITH (...)` options in the order written, names lower-cased.
+        options: Vec<WithOption>,
         /// The query's text, as written.
         select: String,
     },
@@ -77,17 +87,27 @@ pub struct CreateStream {
 impl CreateStream {
     /// The value of option `name`, if given.
     pub fn option(&self, name: &str) -> Option<&str> {
-        self.options.iter().find(|o| o.name == name).map(|o| o.value.as_str())
+        option(&self.options, name)
     }
 
     /// An error about option `name`, pointing at it when it was given.
     pub fn option_error(&self, name: &str, message: String) -> Error {
-        let at = self.options.iter().find(|o| o.name == name);
-        Error::InvalidStatement {
-            message,
-            line: at.map(|o| o.line),
-            column: at.map(|o| o.column),
-        }
+        option_error(&self.options, name, message)
+    }
+}
+
+/// The value of option `name` among `options`, if given.
+pub fn option<'a>(options: &'a [WithOption], name: &str) -> Option<&'a str> {
+    options.iter().find(|o| o.name == name).map(|o| o.value.as_str())
+}
+
+/// An error about option `name`, pointing at it when it is among `options`.
+pub fn option_error(options: &[WithOption], name: &str, message: String) -> Error {
+    let at = options.iter().find(|o| o.name == name);
+    Error::InvalidStatement {
+        message,
+        line: at.map(|o| o.line),
+        column: at.map(|o| o.column),
     }
 }
 
@@ -141,8 +161,20 @@ pub fn parse(sql: &str) -> Result<Option<DdlStatement>> {
             p.next_token();
             p.next_token();
             let target = single_name(&mut p)?;
+            // `WITH (` starts options; `WITH name AS (...)` is the query's own CTE.
+            let options =
+                if keyword(&p.peek_token()) == Some(Keyword::WITH) && p.peek_nth_token(1).token == Token::LParen {
+                    p.next_token();
+                    with_options(&mut p, INSERT_OPTIONS)?
+                } else {
+                    Vec::new()
+                };
             let select = rest_as_query(&mut p, sql)?;
-            DdlStatement::InsertInto { target, select }
+            DdlStatement::InsertInto {
+                target,
+                options,
+                select,
+            }
         }
         (Some(Keyword::SHOW), Some(Some(Keyword::QUERIES))) => {
             p.next_token();
@@ -222,7 +254,7 @@ fn create_stream(p: &mut Parser, sql: &str) -> Result<CreateStream> {
             Some(with.span.start),
         ));
     }
-    let options = with_options(p)?;
+    let options = with_options(p, KNOWN_OPTIONS)?;
     let select = if p.parse_keyword(Keyword::AS) {
         if !columns.is_empty() {
             return Err(invalid(
@@ -250,8 +282,8 @@ fn create_stream(p: &mut Parser, sql: &str) -> Result<CreateStream> {
     })
 }
 
-/// `(name = value, ...)`, after `WITH`.
-fn with_options(p: &mut Parser) -> Result<Vec<WithOption>> {
+/// `(name = value, ...)`, after `WITH`, each name one of `known`.
+fn with_options(p: &mut Parser, known: &[&str]) -> Result<Vec<WithOption>> {
     p.expect_token(&Token::LParen).map_err(parser_error)?;
     let mut options: Vec<WithOption> = Vec::new();
     loop {
@@ -266,9 +298,9 @@ fn with_options(p: &mut Parser) -> Result<Vec<WithOption>> {
                 ))
             }
         };
-        if !KNOWN_OPTIONS.contains(&name.as_str()) {
+        if !known.contains(&name.as_str()) {
             return Err(invalid(
-                format!("unknown option {name:?}: expected one of {}", KNOWN_OPTIONS.join(", ")),
+                format!("unknown option {name:?}: expected one of {}", known.join(", ")),
                 Some(at.span.start),
             ));
         }
@@ -506,6 +538,7 @@ mod tests {
             ok("INSERT INTO errors SELECT * FROM access WHERE status = 503"),
             DdlStatement::InsertInto {
                 target: "errors".into(),
+                options: vec![],
                 select: "SELECT * FROM access WHERE status = 503".into()
             }
         );
@@ -594,5 +627,40 @@ mod tests {
 
         let (m, l, c) = err("CREATE STREAM s WITH (topic = 'unterminated)");
         assert!(l.is_some() && c.is_some(), "{m}");
+    }
+
+    #[test]
+    fn processing_guarantee_is_an_option_of_queries() {
+        let sql = "CREATE STREAM big WITH (topic = 'big', processing_guarantee = 'exactly_once') AS SELECT n FROM t";
+        let DdlStatement::CreateStream(c) = ok(sql) else {
+            panic!()
+        };
+        assert_eq!(c.option(PROCESSING_GUARANTEE), Some("exactly_once"));
+        let DdlStatement::InsertInto {
+            target,
+            options,
+            select,
+        } = ok("INSERT INTO big WITH (processing_guarantee = 'exactly_once') SELECT n FROM t")
+        else {
+            panic!()
+        };
+        assert_eq!((target.as_str(), select.as_str()), ("big", "SELECT n FROM t"));
+        assert_eq!(option(&options, PROCESSING_GUARANTEE), Some("exactly_once"));
+        assert_eq!((options[0].line, options[0].column), (1, 23));
+        // WITH followed by a name is the query's CTE, not options.
+        let DdlStatement::InsertInto { options, select, .. } =
+            ok("INSERT INTO big WITH x AS (SELECT n FROM t) SELECT n FROM x")
+        else {
+            panic!()
+        };
+        assert!(options.is_empty());
+        assert_eq!(select, "WITH x AS (SELECT n FROM t) SELECT n FROM x");
+        // INSERT INTO takes no stream options.
+        let (m, l, c) = err("INSERT INTO big WITH (topic = 'x') SELECT n FROM t");
+        assert!(
+            m.contains("unknown option \"topic\": expected one of processing_guarantee"),
+            "{m}"
+        );
+        assert_eq!((l, c), (Some(1), Some(23)));
     }
 }
