@@ -43,7 +43,11 @@ sinks:
 
 /// Access log line `i`: every third request is a server error, odd others are not found.
 fn access_line(i: u64) -> String {
-    let status = if i.is_multiple_of(3) { 500 + i % 4 } else { [200, 404][(i % 2) as usize] };
+    let status = if i.is_multiple_of(3) {
+        500 + i % 4
+    } else {
+        [200, 404][(i % 2) as usize]
+    };
     format!(
         "{{\"ts\": \"2026-11-21T10:{:02}:{:02}Z\", \"host\": \"web-{}\", \"path\": \"/p/{i}\", \"status\": {status}}}\n",
         (i / 60) % 60,
@@ -54,7 +58,10 @@ fn access_line(i: u64) -> String {
 
 /// The paths the errors table must hold for lines `range`.
 fn expected_errors(range: std::ops::Range<u64>) -> Vec<String> {
-    let mut paths: Vec<String> = range.filter(|i| i.is_multiple_of(3)).map(|i| format!("/p/{i}")).collect();
+    let mut paths: Vec<String> = range
+        .filter(|i| i.is_multiple_of(3))
+        .map(|i| format!("/p/{i}"))
+        .collect();
     paths.sort();
     paths
 }
@@ -202,7 +209,9 @@ fn kill_9_during_ingestion_then_restart_leaves_each_line_once() {
     for round in 0..3 {
         let mut run = PipelineRun::start(&root, "app.yaml", round);
         let before = db_paths(&db).len();
-        wait_until(&mut run, DEADLINE, "new rows before the kill", || db_paths(&db).len() > before + 20);
+        wait_until(&mut run, DEADLINE, "new rows before the kill", || {
+            db_paths(&db).len() > before + 20
+        });
         run.kill9();
         kills.insert(round, db_paths(&db).len());
     }
@@ -213,7 +222,11 @@ fn kill_9_during_ingestion_then_restart_leaves_each_line_once() {
         db_paths(&db).len() >= expected.len()
     });
     let rows = db_paths(&db);
-    assert_eq!(duplicates(&rows), Vec::<&String>::new(), "rows written twice (rows at each kill: {kills:?})");
+    assert_eq!(
+        duplicates(&rows),
+        Vec::<&String>::new(),
+        "rows written twice (rows at each kill: {kills:?})"
+    );
     assert_eq!(rows, expected, "rows at each kill: {kills:?}");
     wait_until(&mut run, DEADLINE, "the archive after the kills", || {
         archive_paths(&archive).len() >= expected.len()
@@ -232,7 +245,10 @@ fn kill_9_during_ingestion_then_restart_leaves_each_line_once() {
 
 /// A PostgreSQL client for the test, or None (skip) when the server is unreachable outside CI.
 fn postgres() -> Option<(tokio::runtime::Runtime, tokio_postgres::Client)> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let connected = rt.block_on(tokio_postgres::connect(
         "host=127.0.0.1 user=postgres dbname=test connect_timeout=5",
         tokio_postgres::NoTls,
@@ -267,7 +283,8 @@ fn the_nginx_example_fills_postgres_and_parquet_with_rotated_and_gzipped_logs() 
         return;
     };
     let table = format!("nginx_requests_e2e_{}", std::process::id());
-    rt.block_on(pg.execute(&format!("DROP TABLE IF EXISTS {table}"), &[])).unwrap();
+    rt.block_on(pg.execute(&format!("DROP TABLE IF EXISTS {table}"), &[]))
+        .unwrap();
     let dir = TestDir::new();
     let root = dir.path();
     let example = std::fs::read_to_string(common::repo_root().join("pipelines/examples/nginx.yaml")).unwrap();
@@ -289,7 +306,10 @@ fn the_nginx_example_fills_postgres_and_parquet_with_rotated_and_gzipped_logs() 
     enc.finish().unwrap().sync_all().unwrap();
     append(&logs.join("access.log.1"), (100..200).map(nginx_line));
     append(&logs.join("access.log"), (200..300).map(nginx_line));
-    append(&logs.join("access.log"), ["garbage that is not a log line\n".to_string()]);
+    append(
+        &logs.join("access.log"),
+        ["garbage that is not a log line\n".to_string()],
+    );
 
     let mut run = PipelineRun::start(root, "nginx.yaml", 0);
     let count = |pg: &tokio_postgres::Client| -> i64 {
@@ -321,7 +341,8 @@ fn the_nginx_example_fills_postgres_and_parquet_with_rotated_and_gzipped_logs() 
         .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
         .collect();
     assert!(!parquet.is_empty(), "no parquet file under out/nginx");
-    rt.block_on(pg.execute(&format!("DROP TABLE IF EXISTS {table}"), &[])).unwrap();
+    rt.block_on(pg.execute(&format!("DROP TABLE IF EXISTS {table}"), &[]))
+        .unwrap();
 }
 
 /// Every file under `dir`.
@@ -352,7 +373,8 @@ fn a_stdin_pipeline_ends_when_its_input_does_with_everything_written() {
     let input = root.join("input.log");
     append(&input, (0..500).map(access_line));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_brook"));
-    cmd.current_dir(root).args(["pipeline", "run", "stdin.yaml", "--progress-interval-secs", "0"]);
+    cmd.current_dir(root)
+        .args(["pipeline", "run", "stdin.yaml", "--progress-interval-secs", "0"]);
     let out = common::run_with_stdin(cmd, Some(&input), "brook pipeline run with stdin");
     assert!(out.status.success(), "exit {}: {}", out.status, out.stderr);
     assert_eq!(db_paths(&root.join("out/errors.db")), expected_errors(0..500));
@@ -375,21 +397,37 @@ fn serve_runs_a_pipelines_folder_and_restarts_a_changed_file() {
     let end = std::time::Instant::now() + DEADLINE;
     while db_paths(&db) != expected_errors(0..90) {
         broker.assert_running("while the folder's pipeline runs");
-        assert!(std::time::Instant::now() < end, "the folder's pipeline wrote nothing:\n{}", broker.log_tail(60));
+        assert!(
+            std::time::Instant::now() < end,
+            "the folder's pipeline wrote nothing:\n{}",
+            broker.log_tail(60)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // An invalid edit is reported and the running version keeps going.
-    std::fs::write(folder.join("web.yaml"), file.replace("format: json\n    start", "format: jsn\n    start")).unwrap();
+    std::fs::write(
+        folder.join("web.yaml"),
+        file.replace("format: json\n    start", "format: jsn\n    start"),
+    )
+    .unwrap();
     append(&root.join("logs/access.log"), (90..120).map(access_line));
     while db_paths(&db) != expected_errors(0..120) {
-        assert!(std::time::Instant::now() < end, "the old version stopped:\n{}", broker.log_tail(60));
+        assert!(
+            std::time::Instant::now() < end,
+            "the old version stopped:\n{}",
+            broker.log_tail(60)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // A valid change restarts the pipeline: now 4xx lines are kept too, from where it was.
     std::fs::write(folder.join("web.yaml"), file.replace("status >= 500", "status >= 400")).unwrap();
     // Lines written before the restart may still go through the old version: wait for it.
     while !broker.log_tail(400).contains("pipeline file changed; restarting it") {
-        assert!(std::time::Instant::now() < end, "the change was not picked up:\n{}", broker.log_tail(60));
+        assert!(
+            std::time::Instant::now() < end,
+            "the change was not picked up:\n{}",
+            broker.log_tail(60)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     append(&root.join("logs/access.log"), (120..180).map(access_line));
@@ -399,7 +437,11 @@ fn serve_runs_a_pipelines_folder_and_restarts_a_changed_file() {
             .all(|i| paths.contains(&format!("/p/{i}")))
     };
     while !wanted(&db_paths(&db)) {
-        assert!(std::time::Instant::now() < end, "the changed pipeline did not run:\n{}", broker.log_tail(80));
+        assert!(
+            std::time::Instant::now() < end,
+            "the changed pipeline did not run:\n{}",
+            broker.log_tail(80)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let rows = db_paths(&db);
@@ -450,7 +492,9 @@ fn an_http_source_answers_once_records_are_durable_and_they_reach_sqlite() {
     let events = consume_all(&run.kafka_addr, "hook.events");
     assert_eq!(events.len(), 60);
     let db = root.join("out/errors.db");
-    wait_until(&mut run, DEADLINE, "the posted errors in SQLite", || db_paths(&db) == expected_errors(0..60));
+    wait_until(&mut run, DEADLINE, "the posted errors in SQLite", || {
+        db_paths(&db) == expected_errors(0..60)
+    });
     let (status, _) = post(&run.http_addr, "/v1/pipelines/hook/sources/nope", "{}");
     assert_eq!(status, 404);
     let letters = consume_all(&run.kafka_addr, "hook.events.dlq");
@@ -475,9 +519,17 @@ fn validate_test_and_explain_from_the_command_line() {
     };
     let out = brook(&["pipeline", "validate", "bad.yaml"]);
     assert!(!out.status.success());
-    assert!(out.stderr.contains("bad.yaml:5:5: error: unknown key \"pathx\""), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("bad.yaml:5:5: error: unknown key \"pathx\""),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("did you mean \"path\"?"), "{}", out.stderr);
-    assert!(out.stderr.contains("bad.yaml:9:11: error: unknown sink type \"sqlit\""), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("bad.yaml:9:11: error: unknown sink type \"sqlit\""),
+        "{}",
+        out.stderr
+    );
 
     let examples = common::repo_root().join("pipelines/examples");
     let web = examples.join("web-errors.yaml");
@@ -515,7 +567,10 @@ fn a_pipeline_runs_unchanged_against_a_cluster_over_the_kafka_protocol() {
     let out = common::run_with_stdin(cmd, Some(&input), "brook pipeline run --bootstrap-server");
     assert!(out.status.success(), "exit {}: {}", out.status, out.stderr);
     assert_eq!(db_paths(&root.join("out/errors.db")), expected_errors(0..300));
-    assert!(!root.join("brook-data").exists(), "no embedded broker when a cluster is given");
+    assert!(
+        !root.join("brook-data").exists(),
+        "no embedded broker when a cluster is given"
+    );
     // The steps' topics are on the cluster.
     let errors = consume_all(&broker.addr, "remote.errors");
     assert_eq!(errors.len(), expected_errors(0..300).len());

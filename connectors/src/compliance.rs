@@ -54,7 +54,12 @@ pub struct SourceUnderTest {
 
 /// Rows `ids` as a sink batch's parts: partition `partition` at offsets from `first_offset`;
 /// `extra` adds the nullable column `extra`.
-fn rows(ids: std::ops::Range<i64>, partition: i32, first_offset: i64, extra: bool) -> (RecordBatch, Vec<ConsumerRecord>) {
+fn rows(
+    ids: std::ops::Range<i64>,
+    partition: i32,
+    first_offset: i64,
+    extra: bool,
+) -> (RecordBatch, Vec<ConsumerRecord>) {
     let mut fields = vec![
         Field::new("id", DataType::Int64, true),
         Field::new("name", DataType::Utf8, true),
@@ -279,9 +284,16 @@ pub async fn check_source(sut: SourceUnderTest) {
 
     (sut.feed)(10, 5).await;
     let mut source = (sut.make)();
-    source.open(Some(checkpoint)).await.expect("reopening from the checkpoint");
+    source
+        .open(Some(checkpoint))
+        .await
+        .expect("reopening from the checkpoint");
     let next = poll_records(source.as_mut(), 5).await;
     let ids: Vec<u64> = next.iter().map(|r| (sut.id_of)(r)).collect();
-    assert_eq!(ids, (10..15).collect::<Vec<_>>(), "ids after resuming from the checkpoint");
+    assert_eq!(
+        ids,
+        (10..15).collect::<Vec<_>>(),
+        "ids after resuming from the checkpoint"
+    );
     check_positions(&next, &mut last);
 }

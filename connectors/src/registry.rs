@@ -98,11 +98,13 @@ pub const CONNECTORS: &[ConnectorType] = &[
 /// Looks a connector type up by name and direction.
 pub fn find(name: &str, direction: Direction) -> Result<&'static ConnectorType> {
     let of_direction = || CONNECTORS.iter().filter(move |c| c.direction() == direction);
-    of_direction().find(|c| c.name == name).ok_or_else(|| Error::UnknownType {
-        name: name.to_string(),
-        direction: direction.name(),
-        known: of_direction().map(|c| c.name).collect::<Vec<_>>().join(", "),
-    })
+    of_direction()
+        .find(|c| c.name == name)
+        .ok_or_else(|| Error::UnknownType {
+            name: name.to_string(),
+            direction: direction.name(),
+            known: of_direction().map(|c| c.name).collect::<Vec<_>>().join(", "),
+        })
 }
 
 /// Builds a source of type `name`.

@@ -63,15 +63,19 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-async fn scan(dir: &Path, access: &Arc<dyn TopicAccess>, settings: &RunnerSettings, known: &mut BTreeMap<PathBuf, Known>) {
+async fn scan(
+    dir: &Path,
+    access: &Arc<dyn TopicAccess>,
+    settings: &RunnerSettings,
+    known: &mut BTreeMap<PathBuf, Known>,
+) {
     let present = files(dir);
-    let gone: Vec<PathBuf> = known
-        .keys()
-        .filter(|p| !present.contains(p))
-        .cloned()
-        .collect();
+    let gone: Vec<PathBuf> = known.keys().filter(|p| !present.contains(p)).cloned().collect();
     for path in gone {
-        if let Some(Known { running: Some(running), .. }) = known.remove(&path) {
+        if let Some(Known {
+            running: Some(running), ..
+        }) = known.remove(&path)
+        {
             tracing::info!(file = %path.display(), pipeline = %running.name, "pipeline file removed; stopping it");
             if let Err(e) = running.stop().await {
                 tracing::warn!(file = %path.display(), error = %e, "pipeline stopped with an error");

@@ -10,13 +10,13 @@ pub mod explain;
 pub mod folder;
 pub mod load;
 pub mod model;
+pub mod run;
 pub mod sql;
 pub mod steps;
+pub mod testing;
 mod transforms;
 pub mod validate;
 pub mod yaml;
-pub mod run;
-pub mod testing;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use error::{Error, Result};

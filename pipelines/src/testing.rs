@@ -80,7 +80,16 @@ async fn run_case(pipeline: &Pipeline, case: &TestCase) -> Result<TestOutcome> {
         checkpoint_interval_ms: 100,
         ..RunnerSettings::default()
     };
-    let running = run::start(pipeline, access.clone(), settings, Parts { sources: false, sinks: false }).await?;
+    let running = run::start(
+        pipeline,
+        access.clone(),
+        settings,
+        Parts {
+            sources: false,
+            sinks: false,
+        },
+    )
+    .await?;
     let mut failures = Vec::new();
     feed(pipeline, case, access.as_ref()).await?;
     // Transforms run in topological order, so each one's input is complete when it is awaited.
@@ -110,9 +119,13 @@ async fn run_case(pipeline: &Pipeline, case: &TestCase) -> Result<TestOutcome> {
         }
     }
     for (step, expected) in &case.expect {
-        let topic = pipeline
-            .step_topic(step)
-            .or_else(|| pipeline.sinks.iter().find(|s| &s.name == step).map(|s| s.input_topic.as_str()));
+        let topic = pipeline.step_topic(step).or_else(|| {
+            pipeline
+                .sinks
+                .iter()
+                .find(|s| &s.name == step)
+                .map(|s| s.input_topic.as_str())
+        });
         let Some(topic) = topic else {
             failures.push(format!("{step} is not a step of the pipeline"));
             continue;
@@ -230,7 +243,8 @@ async fn read_values(access: &dyn TopicAccess, topic: &str) -> Result<Vec<Value>
             for r in fetched.records.iter().filter(|r| r.offset >= from) {
                 let text = r.value.as_deref().unwrap_or_default();
                 values.push(
-                    serde_json::from_slice(text).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(text).into())),
+                    serde_json::from_slice(text)
+                        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(text).into())),
                 );
                 next = r.offset + 1;
             }

@@ -26,7 +26,12 @@ async fn every_example_validates_and_passes_its_tests() {
         assert!(!pipeline.tests.is_empty(), "{} has no tests: block", file.display());
         for outcome in brook_pipelines::testing::run_tests(&pipeline).await.expect("tests run") {
             if !outcome.passed() {
-                failures.push(format!("{} :: {}: {:?}", file.display(), outcome.name, outcome.failures));
+                failures.push(format!(
+                    "{} :: {}: {:?}",
+                    file.display(),
+                    outcome.name,
+                    outcome.failures
+                ));
             }
         }
     }

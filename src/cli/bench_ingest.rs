@@ -45,8 +45,12 @@ fn line(i: u64) -> String {
 /// The pipeline file for `sink`.
 fn pipeline_yaml(sink: &str, postgres_url: &str, table: &str) -> anyhow::Result<String> {
     let sink_block = match sink {
-        "sqlite" => format!("  out:\n    type: sqlite\n    input: access\n    path: ./out/bench.db\n    table: {table}\n"),
-        "postgres" => format!("  out:\n    type: postgres\n    input: access\n    url: {postgres_url}\n    table: {table}\n"),
+        "sqlite" => {
+            format!("  out:\n    type: sqlite\n    input: access\n    path: ./out/bench.db\n    table: {table}\n")
+        }
+        "postgres" => {
+            format!("  out:\n    type: postgres\n    input: access\n    url: {postgres_url}\n    table: {table}\n")
+        }
         "file" => "  out:\n    type: file\n    input: access\n    path: ./out/bench.jsonl\n".to_string(),
         other => bail!("--sink must be sqlite, postgres or file, not {other:?}"),
     };
@@ -119,8 +123,18 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     }
     let sink_secs = started.elapsed().as_secs_f64();
     writer.await??;
-    report("file -> topic (fsync'd acks)", args.num_lines, bytes, topic_secs.unwrap_or(sink_secs));
-    report(&format!("file -> topic -> {}", args.sink), args.num_lines, bytes, sink_secs);
+    report(
+        "file -> topic (fsync'd acks)",
+        args.num_lines,
+        bytes,
+        topic_secs.unwrap_or(sink_secs),
+    );
+    report(
+        &format!("file -> topic -> {}", args.sink),
+        args.num_lines,
+        bytes,
+        sink_secs,
+    );
     running.stop().await?;
     tokio::task::spawn_blocking(move || broker.close()).await??;
     if args.sink == "postgres" {

@@ -159,8 +159,7 @@ async fn run_pipeline(args: RunArgs) -> anyhow::Result<()> {
             )
         }
         None => {
-            std::fs::create_dir_all(&args.data_dir)
-                .with_context(|| format!("creating {}", args.data_dir.display()))?;
+            std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
             let mut config = BrokerConfig::new(args.data_dir.clone());
             let listener = match &args.kafka_listen {
                 Some(addr) => {

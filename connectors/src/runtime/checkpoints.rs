@@ -60,7 +60,8 @@ impl CheckpointStore {
 
     /// Saves `checkpoint` under `name`, durably, once the call returns.
     pub async fn save(&self, name: &str, checkpoint: &Checkpoint) -> Result<()> {
-        let value = serde_json::to_vec(checkpoint).map_err(|e| Error::Internal(format!("encoding a checkpoint: {e}")))?;
+        let value =
+            serde_json::to_vec(checkpoint).map_err(|e| Error::Internal(format!("encoding a checkpoint: {e}")))?;
         let record = OutRecord {
             partition: Some(0),
             key: Some(Bytes::copy_from_slice(name.as_bytes())),

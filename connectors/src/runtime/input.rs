@@ -33,7 +33,13 @@ pub async fn recover_fetch_errors(
                 })
                 .await?;
                 let start = earliest.into_iter().find(|(q, _)| *q == p).map(|(_, o)| o).unwrap_or(0);
-                tracing::warn!(step, partition = p, from, start, "offset out of range, reading from the earliest");
+                tracing::warn!(
+                    step,
+                    partition = p,
+                    from,
+                    start,
+                    "offset out of range, reading from the earliest"
+                );
                 positions.insert(p, start);
             }
             e if e.is_retriable() => {

@@ -207,9 +207,14 @@ impl SinkRunner {
             match written {
                 Ok(()) => break,
                 Err(Error::Rejected { index, reason }) if index < kept.len() => {
-                    letters.push(self.letter(&kept[index], &format!("the sink refused the record: {reason}"), "sink")?);
+                    letters.push(self.letter(
+                        &kept[index],
+                        &format!("the sink refused the record: {reason}"),
+                        "sink",
+                    )?);
                     let mask = BooleanArray::from((0..kept.len()).map(|i| i != index).collect::<Vec<_>>());
-                    rows = filter_record_batch(&rows, &mask).map_err(|e| Halt::Failed(Error::Internal(e.to_string())))?;
+                    rows =
+                        filter_record_batch(&rows, &mask).map_err(|e| Halt::Failed(Error::Internal(e.to_string())))?;
                     kept.remove(index);
                 }
                 Err(e) if e.is_retriable() => {

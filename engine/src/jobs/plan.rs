@@ -150,14 +150,22 @@ impl QueryPlan {
         let mut out = Vec::new();
         for result in self.run(batch).await? {
             let column = |name: &str| result.column_by_name(name).cloned();
-            let (Some(partitions), Some(offsets)) = (column(super::trace::TRACE_PARTITION), column(super::trace::TRACE_OFFSET)) else {
+            let (Some(partitions), Some(offsets)) = (
+                column(super::trace::TRACE_PARTITION),
+                column(super::trace::TRACE_OFFSET),
+            ) else {
                 return Err(Error::Catalog("a traced plan lost its provenance columns".into()));
             };
-            let partitions = datafusion::arrow::compute::cast(&partitions, &datafusion::arrow::datatypes::DataType::Int32)?;
+            let partitions =
+                datafusion::arrow::compute::cast(&partitions, &datafusion::arrow::datatypes::DataType::Int32)?;
             let offsets = datafusion::arrow::compute::cast(&offsets, &datafusion::arrow::datatypes::DataType::Int64)?;
-            let partitions = datafusion::arrow::array::AsArray::as_primitive::<datafusion::arrow::datatypes::Int32Type>(&partitions);
-            let offsets = datafusion::arrow::array::AsArray::as_primitive::<datafusion::arrow::datatypes::Int64Type>(&offsets);
-            let origins = (0..result.num_rows()).map(|i| (partitions.value(i), offsets.value(i))).collect();
+            let partitions =
+                datafusion::arrow::array::AsArray::as_primitive::<datafusion::arrow::datatypes::Int32Type>(&partitions);
+            let offsets =
+                datafusion::arrow::array::AsArray::as_primitive::<datafusion::arrow::datatypes::Int64Type>(&offsets);
+            let origins = (0..result.num_rows())
+                .map(|i| (partitions.value(i), offsets.value(i)))
+                .collect();
             let rows = RecordBatch::try_new(self.output_schema.clone(), result.columns()[..width].to_vec())?;
             out.push((rows, origins));
         }
@@ -273,7 +281,9 @@ mod tests {
                 assert_eq!(rows.schema(), plan.output_schema(), "{sql}");
             }
         }
-        let err = QueryPlan::new_traced("SELECT unnest([1, 2]) FROM access", &stream()).await.err();
+        let err = QueryPlan::new_traced("SELECT unnest([1, 2]) FROM access", &stream())
+            .await
+            .err();
         assert!(err.is_some_and(|e| e.to_string().contains("UNNEST")));
     }
 

@@ -223,8 +223,14 @@ impl TransformRunner {
     }
 
     /// Decodes, evaluates and writes one micro-batch.
-    async fn process(&self, planned: &Planned, records: &[ConsumerRecord], progress: &mut Progress) -> Result<(), Halt> {
-        let by_origin: HashMap<(i32, i64), &ConsumerRecord> = records.iter().map(|r| ((r.partition, r.offset), r)).collect();
+    async fn process(
+        &self,
+        planned: &Planned,
+        records: &[ConsumerRecord],
+        progress: &mut Progress,
+    ) -> Result<(), Halt> {
+        let by_origin: HashMap<(i32, i64), &ConsumerRecord> =
+            records.iter().map(|r| ((r.partition, r.offset), r)).collect();
         let mut letters = Vec::new();
         let decoded = planned.plan.decode(records).map_err(Error::from)?;
         for (i, why) in &decoded.failed {
@@ -292,7 +298,9 @@ impl TransformRunner {
         progress: &mut Progress,
         out: &mut Vec<OutRecord>,
     ) -> Result<(), Halt> {
-        let rows = rows.project(&planned.kept).map_err(|e| Error::Internal(e.to_string()))?;
+        let rows = rows
+            .project(&planned.kept)
+            .map_err(|e| Error::Internal(e.to_string()))?;
         let encoded = planned.writer.records(&rows).map_err(Error::from)?;
         for (mut record, (p, o)) in encoded.into_iter().zip(origins.iter().copied()) {
             let position = Position {

@@ -79,7 +79,9 @@ impl Ingress {
     pub async fn deliver(&self, name: &str, body: Bytes) -> Result<Delivered, IngressError> {
         let (tx, max) = {
             let sources = self.lock();
-            let entry = sources.get(name).ok_or_else(|| IngressError::NotFound(name.to_string()))?;
+            let entry = sources
+                .get(name)
+                .ok_or_else(|| IngressError::NotFound(name.to_string()))?;
             (entry.tx.clone(), entry.max_body_bytes)
         };
         if body.len() > max {

@@ -54,7 +54,10 @@ pub(crate) struct Request {
 pub fn build(ctx: &Context, config: serde_json::Value) -> Result<Box<dyn Source>> {
     let config: HttpSourceConfig = parse_config("http", config)?;
     if config.queue_requests == 0 || config.max_body_bytes == 0 {
-        return Err(Error::config("http", "queue_requests and max_body_bytes must be at least 1"));
+        return Err(Error::config(
+            "http",
+            "queue_requests and max_body_bytes must be at least 1",
+        ));
     }
     Ok(Box::new(HttpSource {
         name: ctx.name.clone(),
@@ -116,7 +119,9 @@ impl Source for HttpSource {
             let _ = ack.send(());
         }
         let Some(rx) = self.rx.as_mut() else {
-            return Err(Error::Internal("the http source was polled before it was opened".into()));
+            return Err(Error::Internal(
+                "the http source was polled before it was opened".into(),
+            ));
         };
         let mut items = Vec::new();
         let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);

@@ -45,8 +45,17 @@ async fn a_request_is_answered_only_after_the_next_poll() {
     assert!(!delivery.is_finished(), "answered before the records were written");
     source.poll(10, 10).await.unwrap();
     let delivered = delivery.await.unwrap().unwrap();
-    assert_eq!(delivered, Delivered { records: 1, rejected: 1 });
-    let err = ingress().deliver("test.nobody", Bytes::from_static(b"{}")).await.unwrap_err();
+    assert_eq!(
+        delivered,
+        Delivered {
+            records: 1,
+            rejected: 1
+        }
+    );
+    let err = ingress()
+        .deliver("test.nobody", Bytes::from_static(b"{}"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, IngressError::NotFound(_)));
 }
 
