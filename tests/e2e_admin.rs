@@ -12,9 +12,8 @@
 
 mod common;
 
-use std::process::Command;
 
-use common::{assert_stored_codec, require_python, run, run_python, run_with_stdin, Broker, Output, TestDir};
+use common::{assert_stored_codec, require_python, run, run_python, run_with_stdin, TestDir};
 use serde_json::{json, Value};
 
 /// Asserts an observed Kafka error: `{"code": CODE, "name": NAME, ...}`.
@@ -383,28 +382,6 @@ fn kafka_python_admin_client() {
     assert_eq!(s["delete_again"]["code"], 3, "{s}");
 }
 
-/// A `brook ARGS... --bootstrap-server ADDR` command.
-fn brook(broker: &Broker, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_brook"));
-    cmd.args(args).args(["--bootstrap-server", &broker.addr]);
-    cmd.env("NO_COLOR", "1");
-    cmd
-}
-
-/// Runs `brook ARGS...` and asserts it exited 0.
-fn brook_ok(broker: &Broker, args: &[&str]) -> Output {
-    let out = run(brook(broker, args), "brook");
-    assert!(
-        out.status.success(),
-        "brook {} failed ({}):\nstdout: {}\nstderr: {}",
-        args.join(" "),
-        out.status,
-        out.stdout,
-        out.stderr
-    );
-    out
-}
-
 #[test]
 fn brook_cli_topics_produce_consume() {
     let dir = TestDir::new();
@@ -412,29 +389,23 @@ fn brook_cli_topics_produce_consume() {
     let broker = dir.start_broker(&[("log.retention.check.interval.ms", "3600000")]);
     let topic = "cli-topic";
 
-    brook_ok(
-        &broker,
-        &[
-            "topics",
-            "create",
-            topic,
-            "--partitions",
-            "3",
-            "--config",
-            "retention.ms=1000",
-        ],
-    );
-    let again = run(
-        brook(&broker, &["topics", "create", topic, "--partitions", "3"]),
-        "brook",
-    );
+    broker.cli_ok(&[
+        "topics",
+        "create",
+        topic,
+        "--partitions",
+        "3",
+        "--config",
+        "retention.ms=1000",
+    ]);
+    let again = run(broker.cli(&["topics", "create", topic, "--partitions", "3"]), "brook");
     assert!(
         !again.status.success(),
         "creating {topic} twice should fail: {}",
         again.stdout
     );
 
-    let desc = brook_ok(&broker, &["topics", "describe", topic]).stdout;
+    let desc = broker.cli_ok(&["topics", "describe", topic]).stdout;
     assert!(desc.contains("PartitionCount: 3"), "describe output:\n{desc}");
     assert!(desc.contains("retention.ms=1000"), "describe output:\n{desc}");
     for p in 0..3 {
@@ -443,34 +414,31 @@ fn brook_cli_topics_produce_consume() {
             "partition {p} missing:\n{desc}"
         );
     }
-    let json_desc = brook_ok(&broker, &["topics", "describe", topic, "--json"]).stdout;
+    let json_desc = broker.cli_ok(&["topics", "describe", topic, "--json"]).stdout;
     let d: Value = serde_json::from_str(json_desc.trim()).unwrap_or_else(|e| panic!("{e}: {json_desc}"));
     assert_eq!(d["topic"], topic, "{d}");
     assert_eq!(d["partition_count"], 3, "{d}");
     assert_eq!(d["partitions"].as_array().map(Vec::len), Some(3), "{d}");
     assert_eq!(d["configs"], json!({"retention.ms": "1000"}), "{d}");
 
-    let listed = brook_ok(&broker, &["topics", "list"]).stdout;
+    let listed = broker.cli_ok(&["topics", "list"]).stdout;
     assert!(listed.lines().any(|l| l.trim() == topic), "topics list:\n{listed}");
 
     // Produce from stdin: key and value split at the first ':', two headers on every record.
     let input = dir.file("records.txt");
     std::fs::write(&input, "alpha:one\nbeta:two\ngamma:three:with:colons\ndelta:\n").unwrap();
     let out = run_with_stdin(
-        brook(
-            &broker,
-            &[
-                "produce",
-                "--topic",
-                topic,
-                "--key-separator",
-                ":",
-                "--header",
-                "h=1",
-                "--header",
-                "src=e2e",
-            ],
-        ),
+        broker.cli(&[
+            "produce",
+            "--topic",
+            topic,
+            "--key-separator",
+            ":",
+            "--header",
+            "h=1",
+            "--header",
+            "src=e2e",
+        ]),
         Some(&input),
         "brook produce",
     );
@@ -481,18 +449,15 @@ fn brook_cli_topics_produce_consume() {
         out.stderr
     );
 
-    let out = brook_ok(
-        &broker,
-        &[
-            "consume",
-            "--topic",
-            topic,
-            "--from-beginning",
-            "--format",
-            "json",
-            "--exit-at-end",
-        ],
-    );
+    let out = broker.cli_ok(&[
+        "consume",
+        "--topic",
+        topic,
+        "--from-beginning",
+        "--format",
+        "json",
+        "--exit-at-end",
+    ]);
     let mut records: Vec<Value> = out
         .stdout
         .lines()
@@ -531,13 +496,13 @@ fn brook_cli_topics_produce_consume() {
         );
     }
 
-    brook_ok(&broker, &["topics", "delete", topic]);
-    let listed = brook_ok(&broker, &["topics", "list"]).stdout;
+    broker.cli_ok(&["topics", "delete", topic]);
+    let listed = broker.cli_ok(&["topics", "list"]).stdout;
     assert!(
         !listed.lines().any(|l| l.trim() == topic),
         "deleted topic still listed:\n{listed}"
     );
-    let gone = run(brook(&broker, &["topics", "describe", topic]), "brook");
+    let gone = run(broker.cli(&["topics", "describe", topic]), "brook");
     assert!(
         !gone.status.success(),
         "describing a deleted topic should fail: {}",

@@ -10,9 +10,8 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 
-use common::{require_python, run, run_python, Broker, Output, TestDir};
+use common::{require_python, run_python, Broker, TestDir};
 use serde_json::Value;
 
 /// Broker configs of every test: no 3 s wait before the first rebalance of a new group, and
@@ -34,12 +33,6 @@ const DESCRIBE_COLUMNS: [&str; 9] = [
     "HOST",
     "CLIENT-ID",
 ];
-
-fn brook(broker: &Broker, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_brook"));
-    cmd.args(args).args(["--bootstrap-server", &broker.addr]);
-    run(cmd, &format!("brook {}", args.join(" ")))
-}
 
 /// One row of `brook groups describe`, by column name.
 type Row = BTreeMap<&'static str, String>;
@@ -172,7 +165,7 @@ fn confluent_members_join_leave_and_die() {
     }
 
     // Everyone has left: the group is Empty, its offsets stay, LAG 0.
-    let out = brook(&broker, &["groups", "describe", "gm"]);
+    let out = broker.run_cli(&["groups", "describe", "gm"]);
     assert!(out.status.success(), "{}", out.stderr);
     assert!(
         out.stdout.contains("Consumer group 'gm' has no active members."),
@@ -185,15 +178,15 @@ fn confluent_members_join_leave_and_die() {
         .iter()
         .all(|r| r["CONSUMER-ID"] == "-" && r["HOST"] == "-" && r["CLIENT-ID"] == "-"));
 
-    let out = brook(&broker, &["groups", "list"]);
+    let out = broker.run_cli(&["groups", "list"]);
     assert!(out.status.success(), "{}", out.stderr);
     assert!(out.stdout.lines().any(|l| l == "gm"), "{}", out.stdout);
-    let out = brook(&broker, &["groups", "list", "--state", "Empty"]);
+    let out = broker.run_cli(&["groups", "list", "--state", "Empty"]);
     assert!(out.status.success(), "{}", out.stderr);
     let lines: Vec<Vec<&str>> = out.stdout.lines().map(|l| l.split_whitespace().collect()).collect();
     assert_eq!(lines.first(), Some(&vec!["GROUP", "STATE"]), "{}", out.stdout);
     assert!(lines.contains(&vec!["gm", "Empty"]), "{}", out.stdout);
-    let out = brook(&broker, &["groups", "list", "--state", "Stable"]);
+    let out = broker.run_cli(&["groups", "list", "--state", "Stable"]);
     assert!(!out.stdout.contains("gm"), "{}", out.stdout);
     broker.assert_running("the group tests");
 }
@@ -256,7 +249,7 @@ fn committed_offsets_survive_sigterm_and_sigkill() {
     assert_eq!(s3["consumed"], 600 - resumed_from, "{s3}");
     assert_eq!(s3["after"], s3["ends"], "{s3}");
 
-    let out = brook(&broker, &["groups", "describe", "gr"]);
+    let out = broker.run_cli(&["groups", "describe", "gr"]);
     assert!(out.status.success(), "{}", out.stderr);
     assert!(
         out.stdout.contains("Consumer group 'gr' has no active members."),
@@ -404,7 +397,7 @@ fn consumer_protocol_group_splits() {
     assert_eq!((a.len(), b.len()), (3, 3), "{s}");
     assert!(a.is_disjoint(&b), "{s}");
     assert!(s["b_consumed_new"].as_u64().unwrap() > 0, "{s}");
-    let out = brook(&broker, &["groups", "describe", "gk"]);
+    let out = broker.run_cli(&["groups", "describe", "gk"]);
     assert!(out.status.success(), "{}", out.stderr);
     assert_caught_up(&parse_describe(&out.stdout, "gk"), "k848", 6, &out.stdout);
 }
@@ -451,7 +444,7 @@ fn bad_group_requests_get_kafka_error_codes() {
     }
 
     // The CLI says what kafka-consumer-groups.sh says about an unknown group.
-    let out = brook(&broker, &["groups", "describe", "no-such-group"]);
+    let out = broker.run_cli(&["groups", "describe", "no-such-group"]);
     assert!(
         out.stderr.contains("Consumer group 'no-such-group' does not exist."),
         "{}",

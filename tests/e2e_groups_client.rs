@@ -14,7 +14,7 @@ use brook_broker::client::{
     AutoOffsetReset, ClientConfig, Consumer, ConsumerConfig, ConsumerRecord, GroupConfig, GroupProtocol,
     RebalanceEvent, TopicPartition,
 };
-use common::{run, run_with_stdin, Broker, TestDir};
+use common::{run_with_stdin, Broker, TestDir};
 
 /// How long a group may take to reach an expected state before the test fails.
 const GROUP_DEADLINE: Duration = Duration::from_secs(120);
@@ -36,12 +36,6 @@ fn produce(broker: &Broker, dir: &TestDir, topic: &str, from: u32, to: u32) {
     ]);
     let out = run_with_stdin(cmd, Some(&file), "brook produce");
     assert!(out.status.success(), "produce failed: {}", out.stderr);
-}
-
-fn brook(broker: &Broker, args: &[&str]) -> common::Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_brook"));
-    cmd.args(args).args(["--bootstrap-server", &broker.addr]);
-    run(cmd, "brook groups")
 }
 
 async fn member(broker: &Broker, group: &str, topic: &str, protocol: GroupProtocol) -> Consumer {
@@ -111,7 +105,7 @@ fn caught_up(consumers: &[&mut Consumer], seen: &[Vec<ConsumerRecord>], last: &B
 
 /// The rows of `brook groups describe` for a group: TOPIC, PARTITION, CURRENT-OFFSET, LEO, LAG, CONSUMER-ID.
 fn describe_rows(broker: &Broker, group: &str) -> (String, Vec<Vec<String>>) {
-    let out = brook(broker, &["groups", "describe", group]);
+    let out = broker.run_cli(&["groups", "describe", group]);
     assert!(out.status.success(), "describe failed: {}", out.stderr);
     let rows = out
         .stdout
@@ -189,18 +183,15 @@ async fn classic_members_split_hand_over_and_resume_committed_offsets() {
     );
 
     // With a live member, reset-offsets is refused with Kafka's message.
-    let out = brook(
-        &broker,
-        &[
-            "groups",
-            "reset-offsets",
-            "--group",
-            "g",
-            "--all-topics",
-            "--to-earliest",
-            "--execute",
-        ],
-    );
+    let out = broker.run_cli(&[
+        "groups",
+        "reset-offsets",
+        "--group",
+        "g",
+        "--all-topics",
+        "--to-earliest",
+        "--execute",
+    ]);
     assert!(!out.status.success());
     assert!(
         out.stderr
@@ -241,19 +232,16 @@ async fn classic_members_split_hand_over_and_resume_committed_offsets() {
     // Inactive now: the group has no active members, LAG 0, and reset --to-earliest works.
     let (text, _) = describe_rows(&broker, "g");
     assert!(text.contains("Consumer group 'g' has no active members."), "{text}");
-    let out = brook(
-        &broker,
-        &[
-            "groups",
-            "reset-offsets",
-            "--group",
-            "g",
-            "--topic",
-            "orders",
-            "--to-earliest",
-            "--execute",
-        ],
-    );
+    let out = broker.run_cli(&[
+        "groups",
+        "reset-offsets",
+        "--group",
+        "g",
+        "--topic",
+        "orders",
+        "--to-earliest",
+        "--execute",
+    ]);
     assert!(out.status.success(), "{}", out.stderr);
     assert!(out.stdout.contains("NEW-OFFSET"), "{}", out.stdout);
     let (text, rows) = describe_rows(&broker, "g");

@@ -113,28 +113,6 @@ fn duplicates(sorted: &[String]) -> Vec<&String> {
     sorted.windows(2).filter(|w| w[0] == w[1]).map(|w| &w[0]).collect()
 }
 
-/// Reads every record of `topic` through the embedded broker's listener with `brook consume`.
-fn consume_all(addr: &str, topic: &str) -> Vec<serde_json::Value> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_brook"));
-    cmd.args([
-        "consume",
-        "--bootstrap-server",
-        addr,
-        "--topic",
-        topic,
-        "--from-beginning",
-        "--exit-at-end",
-        "--format",
-        "json",
-    ]);
-    let out = common::run(cmd, "brook consume");
-    assert!(out.status.success(), "brook consume failed: {}", out.stderr);
-    out.stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("consume line {l:?}: {e}")))
-        .collect()
-}
-
 #[test]
 fn the_web_errors_file_runs_through_rotation_new_files_and_bad_lines() {
     let dir = TestDir::new();
@@ -167,7 +145,7 @@ fn the_web_errors_file_runs_through_rotation_new_files_and_bad_lines() {
     });
 
     // The two bad lines are dead letters naming their error; the rest flowed.
-    let letters = consume_all(&run.kafka_addr, "web-errors.access.dlq");
+    let letters = common::consume_json(&run.kafka_addr, "web-errors.access.dlq");
     assert_eq!(letters.len(), 2, "dead letters: {letters:?}");
     let text = serde_json::to_string(&letters).unwrap();
     assert!(text.contains("brook.error"), "dead letters name their error: {text}");
@@ -331,7 +309,7 @@ fn the_nginx_example_fills_postgres_and_parquet_with_rotated_and_gzipped_logs() 
     assert_eq!(row.get::<_, i64>(1), 28);
     assert!(row.get::<_, bool>(2));
     assert_eq!(row.get::<_, String>(3), "GET");
-    let letters = consume_all(&run.kafka_addr, &format!("{name}.access.dlq"));
+    let letters = common::consume_json(&run.kafka_addr, &format!("{name}.access.dlq"));
     assert_eq!(letters.len(), 1, "dead letters: {letters:?}");
     // Stopping closes the open Parquet file under its final name.
     let status = run.terminate();
@@ -489,7 +467,7 @@ fn an_http_source_answers_once_records_are_durable_and_they_reach_sqlite() {
     assert_eq!(answer["records"], 60, "{answer}");
     assert_eq!(answer["rejected"], 1, "{answer}");
     // The answer came once the records were durable in the source topic.
-    let events = consume_all(&run.kafka_addr, "hook.events");
+    let events = common::consume_json(&run.kafka_addr, "hook.events");
     assert_eq!(events.len(), 60);
     let db = root.join("out/errors.db");
     wait_until(&mut run, DEADLINE, "the posted errors in SQLite", || {
@@ -497,7 +475,7 @@ fn an_http_source_answers_once_records_are_durable_and_they_reach_sqlite() {
     });
     let (status, _) = post(&run.http_addr, "/v1/pipelines/hook/sources/nope", "{}");
     assert_eq!(status, 404);
-    let letters = consume_all(&run.kafka_addr, "hook.events.dlq");
+    let letters = common::consume_json(&run.kafka_addr, "hook.events.dlq");
     assert_eq!(letters.len(), 1);
     let status = run.terminate();
     assert!(status.success(), "brook pipeline run exited with {status}");
@@ -572,6 +550,6 @@ fn a_pipeline_runs_unchanged_against_a_cluster_over_the_kafka_protocol() {
         "no embedded broker when a cluster is given"
     );
     // The steps' topics are on the cluster.
-    let errors = consume_all(&broker.addr, "remote.errors");
+    let errors = common::consume_json(&broker.addr, "remote.errors");
     assert_eq!(errors.len(), expected_errors(0..300).len());
 }

@@ -8,14 +8,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use brook_broker::client::{
     Assignment, ClientConfig, Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord, StartOffset,
 };
-use common::{parse_summary, python_cmd, require_python, run, run_python, Broker, Output, Streaming, TestDir};
+use common::{parse_summary, python_cmd, require_python, run_python, Broker, Streaming, TestDir};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
@@ -37,28 +36,8 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-fn brook(broker: &Broker, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_brook"));
-    cmd.args(args).arg("--bootstrap-server").arg(&broker.addr);
-    cmd.env("NO_COLOR", "1");
-    cmd
-}
-
-fn brook_ok(broker: &Broker, args: &[&str]) -> Output {
-    let out = run(brook(broker, args), "brook");
-    assert!(
-        out.status.success(),
-        "brook {} failed ({}):\nstdout: {}\nstderr: {}",
-        args.join(" "),
-        out.status,
-        out.stdout,
-        out.stderr
-    );
-    out
-}
-
 fn brook_json(broker: &Broker, args: &[&str]) -> Value {
-    let out = brook_ok(broker, args);
+    let out = broker.cli_ok(args);
     parse_summary(&out.stdout, &args.join(" "))
 }
 
@@ -262,10 +241,7 @@ fn consume_transform_produce_killed_again_and_again_writes_each_input_exactly_on
     let input = dir.file("input.txt");
     let lines: Vec<String> = named("in", CTP_RECORDS);
     std::fs::write(&input, lines.join("\n") + "\n").expect("write input");
-    brook_ok(
-        &broker,
-        &["produce", "--topic", "ctp-in", "--file", input.to_str().unwrap()],
-    );
+    broker.cli_ok(&["produce", "--topic", "ctp-in", "--file", input.to_str().unwrap()]);
 
     let seed: u64 = rand::random();
     eprintln!("consume-transform-produce kill points from seed {seed}");
@@ -360,10 +336,10 @@ fn brook_producer_commits_are_visible_aborts_are_not_and_the_cli_shows_open_tran
         vec!["brook-txn-0", "brook-txn-1", "brook-txn-2"],
         "{described}"
     );
-    let table = brook_ok(&broker, &["transactions", "describe", "brook-tx"]).stdout;
+    let table = broker.cli_ok(&["transactions", "describe", "brook-tx"]).stdout;
     assert!(table.starts_with("CoordinatorId"), "{table}");
     assert!(table.contains("Ongoing"), "{table}");
-    let topic = brook_ok(&broker, &["topics", "describe", "brook-txn"]).stdout;
+    let topic = broker.cli_ok(&["topics", "describe", "brook-txn"]).stdout;
     assert_eq!(topic.matches("OpenTransactions: 1 (producer ").count(), 3, "{topic}");
     let producers = brook_json(
         &broker,
@@ -399,7 +375,7 @@ fn brook_producer_commits_are_visible_aborts_are_not_and_the_cli_shows_open_tran
         assert!(Instant::now() < end, "brook-tx never reached CompleteAbort");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let topic = brook_ok(&broker, &["topics", "describe", "brook-txn"]).stdout;
+    let topic = broker.cli_ok(&["topics", "describe", "brook-txn"]).stdout;
     assert_eq!(topic.matches("OpenTransactions: 0").count(), 3, "{topic}");
 
     rt.block_on(async {
@@ -516,10 +492,7 @@ fn a_broker_killed_mid_transaction_aborts_it_when_it_times_out() {
     wait_until_no_open_transactions(&broker, "timeout-txn");
     let input = dir.file("later.txt");
     std::fs::write(&input, "later-0\nlater-1\nlater-2\n").expect("write");
-    brook_ok(
-        &broker,
-        &["produce", "--topic", "timeout-txn", "--file", input.to_str().unwrap()],
-    );
+    broker.cli_ok(&["produce", "--topic", "timeout-txn", "--file", input.to_str().unwrap()]);
     assert_exactly_once(
         &read(&broker, "timeout-txn", "read_committed", 3),
         &named("later", 3),

@@ -6,6 +6,7 @@ mod bench;
 mod bench_ingest;
 mod bench_sql;
 mod consume;
+mod embedded;
 mod groups;
 mod pipeline;
 mod produce;

@@ -14,6 +14,8 @@ use brook_broker::{Broker, BrokerConfig};
 use brook_connectors::runtime::RunnerSettings;
 use brook_pipelines::run::{self, Parts};
 use brook_pipelines::Pipeline;
+
+use super::embedded::Background;
 use clap::Subcommand;
 
 /// `brook pipeline`.
@@ -148,7 +150,7 @@ pub fn load(file: &Path) -> anyhow::Result<Pipeline> {
 async fn run_pipeline(args: RunArgs) -> anyhow::Result<()> {
     let pipeline = load(&args.file)?;
     let mut embedded: Option<Arc<Broker>> = None;
-    let mut background = Vec::new();
+    let mut background = Background::none();
     let access: Arc<dyn TopicAccess> = match &args.bootstrap_server {
         Some(servers) => {
             let config = ClientConfig::new(servers.split(',').map(str::trim));
@@ -177,11 +179,10 @@ async fn run_pipeline(args: RunArgs) -> anyhow::Result<()> {
             let broker = tokio::task::spawn_blocking(move || Broker::open(config))
                 .await?
                 .with_context(|| format!("opening the embedded broker in {}", args.data_dir.display()))?;
+            background = Background::start(&broker);
             if let Some(listener) = listener {
                 background.push(tokio::spawn(brook_broker::server::serve(broker.clone(), listener)));
             }
-            background.push(tokio::spawn(broker.clone().retention_loop()));
-            background.push(tokio::spawn(broker.groups.clone().run_timers(broker.shutdown_signal())));
             embedded = Some(broker.clone());
             Arc::new(EmbeddedAccess::new(broker))
         }
@@ -229,9 +230,7 @@ async fn run_pipeline(args: RunArgs) -> anyhow::Result<()> {
     if let Some(broker) = embedded {
         tokio::task::spawn_blocking(move || broker.close()).await??;
     }
-    for task in background {
-        task.abort();
-    }
+    drop(background);
     if let Some((step, why)) = failure {
         bail!("pipeline {} stopped: step {step} failed: {why}", pipeline.name);
     }

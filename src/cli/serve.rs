@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+
+use super::embedded::Background;
 use brook_broker::access::{embedded::EmbeddedAccess, TopicAccess};
 use brook_broker::{Broker, BrokerConfig};
 use brook_engine::catalog::Catalog;
@@ -60,9 +62,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     use std::io::Write;
     std::io::stdout().flush()?;
 
-    let server = tokio::spawn(brook_broker::server::serve(broker.clone(), listener));
-    let retention = tokio::spawn(broker.clone().retention_loop());
-    let group_timers = tokio::spawn(broker.groups.clone().run_timers(broker.shutdown_signal()));
+    let mut background = Background::start(&broker);
+    background.push(tokio::spawn(brook_broker::server::serve(broker.clone(), listener)));
     // Continuous queries run here on the embedded access, and follow the catalog topic so that
     // queries created by any client of this cluster start here too.
     let access: Arc<dyn TopicAccess> = Arc::new(EmbeddedAccess::new(broker.clone()));
@@ -101,10 +102,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     jobs.shutdown().await;
     let closing = broker.clone();
     tokio::task::spawn_blocking(move || closing.close()).await??;
-    server.abort();
+    drop(background);
     http.abort();
-    retention.abort();
-    group_timers.abort();
     tracing::info!("broker stopped cleanly");
     Ok(())
 }

@@ -307,6 +307,33 @@ impl Broker {
         );
     }
 
+    /// A `brook ARGS... --bootstrap-server ADDR` command against this broker.
+    pub fn cli(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_brook"));
+        cmd.args(args).args(["--bootstrap-server", &self.addr]);
+        cmd.env("NO_COLOR", "1");
+        cmd
+    }
+
+    /// Runs `brook ARGS...` against this broker to completion.
+    pub fn run_cli(&self, args: &[&str]) -> Output {
+        run(self.cli(args), &format!("brook {}", args.join(" ")))
+    }
+
+    /// Runs `brook ARGS...` against this broker and asserts it exited 0.
+    pub fn cli_ok(&self, args: &[&str]) -> Output {
+        let out = self.run_cli(args);
+        assert!(
+            out.status.success(),
+            "brook {} failed ({}):\nstdout: {}\nstderr: {}",
+            args.join(" "),
+            out.status,
+            out.stdout,
+            out.stderr
+        );
+        out
+    }
+
     /// The last `n` lines of this broker's stderr log.
     pub fn log_tail(&self, n: usize) -> String {
         let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
@@ -415,6 +442,29 @@ pub fn run_with_stdin(mut cmd: Command, stdin_file: Option<&Path>, what: &str) -
         stdout: out.join().unwrap(),
         stderr: err.join().unwrap(),
     }
+}
+
+/// Every record of `topic` on the cluster at `addr`, from the beginning to the current end, as
+/// the JSON objects `brook consume --format json` prints (read_uncommitted).
+pub fn consume_json(addr: &str, topic: &str) -> Vec<serde_json::Value> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_brook"));
+    cmd.args([
+        "consume",
+        "--bootstrap-server",
+        addr,
+        "--topic",
+        topic,
+        "--from-beginning",
+        "--exit-at-end",
+        "--format",
+        "json",
+    ]);
+    let out = run(cmd, "brook consume");
+    assert!(out.status.success(), "brook consume failed: {}", out.stderr);
+    out.stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("consume line {l:?}: {e}")))
+        .collect()
 }
 
 /// The path of a client script in tests/clients/.
