@@ -380,6 +380,10 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished(), "nothing is committed yet: the poll waits");
         end_txn(&broker, 1, true);
+        // Woken, the poll answers within its next turn, long before its deadline: were it not
+        // woken, it would still wait here and answer the same only once the deadline passed.
+        tokio::task::yield_now().await;
+        assert!(waiting.is_finished(), "the marker woke the poll");
         let response = waiting.await.unwrap();
         let (bytes, hw, lso, _) = partition_zero(&response);
         assert!(bytes > 0, "the committed record is returned");

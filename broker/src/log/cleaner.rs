@@ -303,7 +303,9 @@ struct OffsetMap {
     end_offset: i64,
 }
 
-/// The aborted transactions of the cleaned range, by producer id: (first offset, marker offset).
+/// The aborted transactions of the cleaned range, by producer id: (first offset, marker offset),
+/// in marker order. A producer has one transaction open at a time, so its spans never overlap and
+/// both ends ascend.
 struct Aborted(HashMap<i64, Vec<(i64, i64)>>);
 
 impl Aborted {
@@ -318,13 +320,13 @@ impl Aborted {
         Aborted(by_producer)
     }
 
-    /// Whether the batch belongs to an aborted transaction.
+    /// Whether the batch belongs to an aborted transaction: the first of its producer's spans
+    /// that does not end before the batch must start at or before it.
     fn holds(&self, header: &BatchHeader) -> bool {
         header.is_transactional()
             && self.0.get(&header.producer_id).is_some_and(|spans| {
-                spans
-                    .iter()
-                    .any(|&(first, last)| first <= header.base_offset && header.base_offset <= last)
+                let at = spans.partition_point(|&(_, last)| last < header.base_offset);
+                spans.get(at).is_some_and(|&(first, _)| first <= header.base_offset)
             })
     }
 }

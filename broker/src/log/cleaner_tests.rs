@@ -8,10 +8,10 @@ use std::path::Path;
 use bytes::Bytes;
 use proptest::prelude::*;
 
-use super::batch::{self, BatchHeader, Compression, EncodeOptions, NewRecord, Record};
+use super::batch::{self, BatchHeader, Compression, NewRecord, Record};
 use super::cleaner::{CrashPoint, CLEANED_SUFFIX};
 use super::segment::{segment_path, LOG_SUFFIX};
-use super::tests::{opts, payload, NOW_MS};
+use super::tests::{encode_with, opts, payload, NOW_MS};
 use super::{AppendInfo, AppendSignal, CompactStats, LogConfig, PartitionLog};
 use crate::error::Error;
 
@@ -52,35 +52,13 @@ fn append_with(
     compression: Compression,
     producer: Option<(i64, i16, i32)>,
 ) -> crate::error::Result<AppendInfo> {
-    let (producer_id, producer_epoch, base_sequence) = producer.unwrap_or((-1, -1, -1));
-    let options = EncodeOptions {
-        base_offset: 0,
-        compression,
-        producer_id,
-        producer_epoch,
-        base_sequence,
-        transactional: false,
-        partition_leader_epoch: -1,
-    };
-    let batch = batch::encode_batch(records, &options).unwrap();
-    let (payload, headers) = payload(std::slice::from_ref(&batch));
+    let (payload, headers) = payload(&[encode_with(records, producer, compression, false)]);
     log.append(payload, &headers, &opts(NOW_MS))
 }
 
 /// Appends one transactional batch of producer (id, epoch, base sequence).
 pub(super) fn append_txn(log: &PartitionLog, records: &[NewRecord], producer: (i64, i16, i32)) -> AppendInfo {
-    let (producer_id, producer_epoch, base_sequence) = producer;
-    let options = EncodeOptions {
-        base_offset: 0,
-        compression: Compression::None,
-        producer_id,
-        producer_epoch,
-        base_sequence,
-        transactional: true,
-        partition_leader_epoch: -1,
-    };
-    let batch = batch::encode_batch(records, &options).unwrap();
-    let (payload, headers) = payload(std::slice::from_ref(&batch));
+    let (payload, headers) = payload(&[encode_with(records, Some(producer), Compression::None, true)]);
     log.append(payload, &headers, &opts(NOW_MS)).unwrap()
 }
 
@@ -563,6 +541,29 @@ struct ModelRecord {
     timestamp_ms: i64,
 }
 
+/// The records of one `Append` or `TxnAppend` step, written at `now_ms`.
+fn model_batch(records: &[(u8, Option<u8>)], now_ms: i64) -> Vec<NewRecord> {
+    records
+        .iter()
+        .map(|(k, v)| NewRecord {
+            timestamp_ms: now_ms,
+            key: Some(Bytes::from(vec![b'k', *k])),
+            value: v.map(|v| Bytes::from(vec![v; 1 + v as usize % 40])),
+            headers: Vec::new(),
+        })
+        .collect()
+}
+
+/// What the model remembers of `records`, appended from `base_offset`.
+fn model_records(records: Vec<NewRecord>, base_offset: i64) -> impl Iterator<Item = ModelRecord> {
+    records.into_iter().enumerate().map(move |(i, r)| ModelRecord {
+        offset: base_offset + i as i64,
+        key: r.key.unwrap().to_vec(),
+        value: r.value.map(|v| v.to_vec()),
+        timestamp_ms: r.timestamp_ms,
+    })
+}
+
 fn read_model(log: &PartitionLog) -> Vec<ModelRecord> {
     batches(log)
         .into_iter()
@@ -600,10 +601,12 @@ fn check(
     }
     let present: HashMap<i64, &ModelRecord> = read.iter().map(|r| (r.offset, r)).collect();
     let mut latest: HashMap<&[u8], &ModelRecord> = HashMap::new();
-    for record in appended.iter().filter(|r| txns.of(r.offset) != Some(TxnStatus::Open)) {
-        if txns.of(record.offset) != Some(TxnStatus::Aborted) {
-            latest.insert(&record.key, record);
-        }
+    // Only plain and committed records supersede others.
+    for record in appended
+        .iter()
+        .filter(|r| matches!(txns.of(r.offset), None | Some(TxnStatus::Committed)))
+    {
+        latest.insert(&record.key, record);
     }
     for record in appended {
         match txns.of(record.offset) {
@@ -670,24 +673,9 @@ proptest! {
             match op {
                 Op::Append(records) => {
                     now_ms += 1;
-                    let new: Vec<NewRecord> = records
-                        .iter()
-                        .map(|(k, v)| NewRecord {
-                            timestamp_ms: now_ms,
-                            key: Some(Bytes::from(vec![b'k', *k])),
-                            value: v.map(|v| Bytes::from(vec![v; 1 + v as usize % 40])),
-                            headers: Vec::new(),
-                        })
-                        .collect();
+                    let new = model_batch(&records, now_ms);
                     let info = append(&log, &new);
-                    for (i, r) in new.into_iter().enumerate() {
-                        appended.push(ModelRecord {
-                            offset: info.base_offset + i as i64,
-                            key: r.key.unwrap().to_vec(),
-                            value: r.value.map(|v| v.to_vec()),
-                            timestamp_ms: now_ms,
-                        });
-                    }
+                    appended.extend(model_records(new, info.base_offset));
                 }
                 Op::Roll => {
                     if !log.lock().active().is_empty() {
@@ -706,15 +694,7 @@ proptest! {
                 }
                 Op::TxnAppend(producer, records) => {
                     now_ms += 1;
-                    let new: Vec<NewRecord> = records
-                        .iter()
-                        .map(|(k, v)| NewRecord {
-                            timestamp_ms: now_ms,
-                            key: Some(Bytes::from(vec![b'k', *k])),
-                            value: v.map(|v| Bytes::from(vec![v; 1 + v as usize % 40])),
-                            headers: Vec::new(),
-                        })
-                        .collect();
+                    let new = model_batch(&records, now_ms);
                     let sequence = txns.next_sequence.entry(producer).or_insert(0);
                     let info = append_txn(&log, &new, (i64::from(producer), 0, *sequence));
                     *sequence += new.len() as i32;
@@ -724,15 +704,9 @@ proptest! {
                         txns.status.insert((producer, current.0), TxnStatus::Open);
                     }
                     let txn = (producer, current.0);
-                    for (i, r) in new.into_iter().enumerate() {
-                        let offset = info.base_offset + i as i64;
-                        txns.record_txn.insert(offset, txn);
-                        appended.push(ModelRecord {
-                            offset,
-                            key: r.key.unwrap().to_vec(),
-                            value: r.value.map(|v| v.to_vec()),
-                            timestamp_ms: now_ms,
-                        });
+                    for record in model_records(new, info.base_offset) {
+                        txns.record_txn.insert(record.offset, txn);
+                        appended.push(record);
                     }
                 }
                 Op::EndTxn { producer, commit } => {

@@ -114,11 +114,10 @@ fn nothing_past_the_last_stable_offset_is_cleaned_or_supersedes_older_records() 
 
 /// Every data record as (offset, key, value), control records left out.
 fn contents_without_markers(log: &PartitionLog) -> Vec<(i64, String, Option<String>)> {
-    let control: Vec<i64> = markers(log);
     let text = |b: &bytes::Bytes| String::from_utf8(b.to_vec()).unwrap();
     batches(log)
         .into_iter()
-        .filter(|(h, _)| !control.contains(&h.base_offset))
+        .filter(|(h, _)| !h.is_control())
         .flat_map(|(_, records)| records)
         .map(|r| (r.offset, text(r.key.as_ref().unwrap()), r.value.as_ref().map(text)))
         .collect()

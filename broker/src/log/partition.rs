@@ -164,11 +164,12 @@ impl Inner {
         }
     }
 
-    /// The end of what a reader with `isolation` may see.
-    pub(super) fn visible_end(&self, isolation: Isolation) -> i64 {
-        match isolation {
-            Isolation::ReadUncommitted => self.high_watermark,
-            Isolation::ReadCommitted => self.last_stable_offset(),
+    /// The log start offset, high watermark and last stable offset, taken together.
+    pub(super) fn visible_offsets(&self) -> VisibleOffsets {
+        VisibleOffsets {
+            log_start_offset: self.log_start_offset,
+            high_watermark: self.high_watermark,
+            last_stable_offset: self.last_stable_offset(),
         }
     }
 
@@ -235,18 +236,13 @@ impl PartitionLog {
                 payload.len()
             )));
         }
-        // The markers of control batches, read before anything is written.
-        let mut markers: Vec<Option<EndMarker>> = Vec::with_capacity(headers.len());
-        let mut position = 0;
-        for header in headers {
-            let end = position + header.total_bytes();
-            markers.push(if header.is_control() {
-                txn::parse_marker(&payload[position..end])?
-            } else {
-                None
-            });
-            position = end;
-        }
+        // The markers of control batches, read before anything is written. Only `append_marker`
+        // writes control batches (clients may not), so a produce payload allocates nothing here.
+        let markers = if headers.iter().any(BatchHeader::is_control) {
+            read_markers(&payload, headers)?
+        } else {
+            Vec::new()
+        };
         self.shared.commit.check_failed()?;
         let mut inner = self.lock();
         if inner.closed {
@@ -317,10 +313,10 @@ impl PartitionLog {
             position += header.total_bytes() as u64;
         }
         if idempotent {
-            for (header, marker) in placed.iter().zip(&markers) {
-                match marker {
+            for (i, header) in placed.iter().enumerate() {
+                match markers.get(i).copied().flatten() {
                     Some(marker) => {
-                        inner.producers.record_marker(header, *marker);
+                        inner.producers.record_marker(header, marker);
                     }
                     None => inner.producers.record(header),
                 }
@@ -422,12 +418,7 @@ impl PartitionLog {
 
     /// The log start offset, high watermark and last stable offset, taken together.
     pub fn visible_offsets(&self) -> VisibleOffsets {
-        let inner = self.lock();
-        VisibleOffsets {
-            log_start_offset: inner.log_start_offset,
-            high_watermark: inner.high_watermark,
-            last_stable_offset: inner.last_stable_offset(),
-        }
+        self.lock().visible_offsets()
     }
 
     /// Aborted transactions overlapping `[from, upto)` as (producer id, first offset), for Fetch's
@@ -558,4 +549,22 @@ impl Shared {
         // because each step publishes its result last.
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// The transaction marker of each control batch in `payload` (None for data batches and other
+/// control records), by the position of its header in `headers`.
+fn read_markers(payload: &[u8], headers: &[BatchHeader]) -> Result<Vec<Option<EndMarker>>> {
+    let mut position = 0;
+    headers
+        .iter()
+        .map(|header| {
+            let bytes = &payload[position..position + header.total_bytes()];
+            position += header.total_bytes();
+            if header.is_control() {
+                txn::parse_marker(bytes)
+            } else {
+                Ok(None)
+            }
+        })
+        .collect()
 }

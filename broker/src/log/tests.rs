@@ -28,15 +28,24 @@ pub(super) fn records(count: usize, first_ms: i64, value_bytes: usize) -> Vec<Ne
 
 /// One client batch of `records`, optionally from an idempotent producer (id, epoch, base sequence).
 pub(super) fn encode(records: &[NewRecord], producer: Option<(i64, i16, i32)>) -> BytesMut {
+    encode_with(records, producer, Compression::None, false)
+}
+
+/// [`encode`] with `compression`, and transactional if asked (which needs a producer).
+pub(super) fn encode_with(
+    records: &[NewRecord],
+    producer: Option<(i64, i16, i32)>,
+    compression: Compression,
+    transactional: bool,
+) -> BytesMut {
     let (producer_id, producer_epoch, base_sequence) = producer.unwrap_or((-1, -1, -1));
     let options = EncodeOptions {
-        base_offset: 0,
-        compression: Compression::None,
+        compression,
         producer_id,
         producer_epoch,
         base_sequence,
-        transactional: false,
-        partition_leader_epoch: -1,
+        transactional,
+        ..EncodeOptions::default()
     };
     batch::encode_batch(records, &options).expect("encodable batch")
 }

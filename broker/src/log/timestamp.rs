@@ -19,7 +19,7 @@ impl PartitionLog {
     /// [`offset_for_timestamp`](Self::offset_for_timestamp) among the records `isolation` sees:
     /// below the high watermark, or below the last stable offset for read_committed.
     pub fn offset_for_timestamp_in(&self, timestamp_ms: i64, isolation: Isolation) -> Result<Option<(i64, i64)>> {
-        let (candidates, log_start_offset, high_watermark) = {
+        let (candidates, log_start_offset, visible_end) = {
             let inner = self.lock();
             let candidates: Vec<(SegmentView, u64)> = inner
                 .segments
@@ -27,18 +27,22 @@ impl PartitionLog {
                 .filter(|s| s.stats.max_timestamp.is_some_and(|(max, _)| max >= timestamp_ms))
                 .map(|s| (s.view(), s.position_for_timestamp(timestamp_ms)))
                 .collect();
-            (candidates, inner.log_start_offset, inner.visible_end(isolation))
+            (
+                candidates,
+                inner.log_start_offset,
+                inner.visible_offsets().end(isolation),
+            )
         };
         for (view, start) in candidates {
             let mut position = start;
             while position < view.size_bytes {
                 let header = view.header_at(position)?;
-                if header.base_offset >= high_watermark {
+                if header.base_offset >= visible_end {
                     return Ok(None);
                 }
                 if header.max_timestamp >= timestamp_ms && header.last_offset() >= log_start_offset {
                     let found = first_record(&view, position, &header, |offset, ts| {
-                        offset >= log_start_offset && offset < high_watermark && ts >= timestamp_ms
+                        offset >= log_start_offset && offset < visible_end && ts >= timestamp_ms
                     })?;
                     if found.is_some() {
                         return Ok(found);
@@ -60,7 +64,7 @@ impl PartitionLog {
     /// [`max_timestamp`](Self::max_timestamp), None when that record lies at or past the end
     /// `isolation` sees (the last stable offset for read_committed), as Kafka filters it.
     pub fn max_timestamp_in(&self, isolation: Isolation) -> Result<Option<(i64, i64)>> {
-        let (view, start, max_timestamp_ms, batch_last_offset, log_start_offset, high_watermark) = {
+        let (view, start, max_timestamp_ms, batch_last_offset, log_start_offset, visible_end) = {
             let inner = self.lock();
             let mut best: Option<(usize, i64, i64)> = None;
             for (i, segment) in inner.segments.iter().enumerate() {
@@ -80,7 +84,7 @@ impl PartitionLog {
                 ts,
                 offset,
                 inner.log_start_offset,
-                inner.visible_end(isolation),
+                inner.visible_offsets().end(isolation),
             )
         };
         let mut position = start;
@@ -91,7 +95,7 @@ impl PartitionLog {
                     return Ok(None);
                 }
                 return first_record(&view, position, &header, |offset, ts| {
-                    ts == max_timestamp_ms && offset >= log_start_offset && offset < high_watermark
+                    ts == max_timestamp_ms && offset >= log_start_offset && offset < visible_end
                 });
             }
             position += header.total_bytes() as u64;

@@ -4,9 +4,9 @@
 
 use bytes::BytesMut;
 
-use super::batch::{self, BatchHeader, Compression, EncodeOptions};
+use super::batch::{self, BatchHeader, Compression};
 use super::segment::{segment_path, LOG_SUFFIX};
-use super::tests::{opts, payload, records, NOW_MS};
+use super::tests::{encode_with, opts, payload, records, NOW_MS};
 use super::{AppendInfo, AppendSignal, Isolation, LogConfig, PartitionLog, ProducerSnapshot};
 use crate::error::{Error, Result};
 
@@ -26,16 +26,12 @@ fn open(dir: &std::path::Path, config: LogConfig) -> PartitionLog {
 
 /// One client batch of `count` records of producer (id, epoch, base sequence), transactional or not.
 pub(super) fn client_batch(count: usize, producer: (i64, i16, i32), transactional: bool) -> BytesMut {
-    let options = EncodeOptions {
-        base_offset: 0,
-        compression: Compression::None,
-        producer_id: producer.0,
-        producer_epoch: producer.1,
-        base_sequence: producer.2,
+    encode_with(
+        &records(count, NOW_MS, 8),
+        Some(producer),
+        Compression::None,
         transactional,
-        partition_leader_epoch: -1,
-    };
-    batch::encode_batch(&records(count, NOW_MS, 8), &options).unwrap()
+    )
 }
 
 /// Appends a transactional batch of `count` records.
