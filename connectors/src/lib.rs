@@ -4,6 +4,7 @@
 //! commit positions and offsets, and send what cannot be processed to dead-letter topics.
 
 pub mod compliance;
+pub mod dates;
 pub mod error;
 pub mod parse;
 pub mod registry;

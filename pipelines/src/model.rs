@@ -32,27 +32,8 @@ pub struct Pipeline {
 }
 
 /// What a step does with a record it cannot process (one that does not decode, or whose
-/// evaluation or write fails for good).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ErrorPolicy {
-    /// Write the record to a dead-letter topic, with the error in headers, and go on.
-    DeadLetter {
-        /// The dead-letter topic.
-        topic: String,
-    },
-    /// Stop the pipeline.
-    Fail,
-}
-
-impl ErrorPolicy {
-    /// The dead-letter topic, if records go to one.
-    pub fn dead_letter_topic(&self) -> Option<&str> {
-        match self {
-            ErrorPolicy::DeadLetter { topic } => Some(topic),
-            ErrorPolicy::Fail => None,
-        }
-    }
-}
+/// evaluation or write fails for good): the runners' own policy.
+pub use brook_connectors::runtime::ErrorPolicy;
 
 /// A source: a connector reading the outside world into a topic.
 #[derive(Debug, Clone)]

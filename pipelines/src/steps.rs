@@ -26,9 +26,7 @@ pub enum Step {
 }
 
 /// `name` as an SQL identifier: in double quotes, with inner quotes doubled.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+pub use brook_connectors::sinks::sql_types::quote_ident;
 
 /// The SELECT being built: its projection (None for every column), source and conditions.
 struct Query {

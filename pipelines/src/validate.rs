@@ -19,10 +19,8 @@ use crate::sql::{sql_type, SqlError, SQL_TYPES};
 use crate::transforms::{self, TransformDraft};
 use crate::yaml::{position_in_scalar, Key, Node, Value};
 
-/// The most partitions a pipeline topic may be created with.
-pub const MAX_PARTITIONS: i64 = 10_000;
-/// The longest topic name Kafka accepts.
-pub const MAX_TOPIC_CHARS: usize = 249;
+/// The most partitions a pipeline topic may be created with: what a topic may have.
+pub const MAX_PARTITIONS: i64 = brook_broker::topics::MAX_PARTITIONS as i64;
 
 const TOP_KEYS: &[&str] = &["name", "description", "sources", "transforms", "sinks", "tests"];
 const SOURCE_KEYS: &[&str] = &["type", "topic", "partitions", "schema", "on_error", "dead_letter_topic"];
@@ -275,21 +273,13 @@ pub fn get<'n>(entries: &'n [(Key, Node)], name: &str) -> Option<(&'n Key, &'n N
     entries.iter().find(|(k, _)| k.name == name).map(|(k, v)| (k, v))
 }
 
-/// Kafka's rules for topic names.
-pub fn check_topic(topic: &str) -> Result<(), &'static str> {
-    if topic.is_empty() || topic == "." || topic == ".." {
-        return Err("a topic name cannot be empty, \".\" or \"..\"");
+/// Kafka's rules for topic names, as the broker checks them: the rule a name breaks.
+pub fn check_topic(topic: &str) -> Result<(), String> {
+    match brook_broker::topics::validate_topic_name(topic) {
+        Ok(()) => Ok(()),
+        Err(brook_broker::Error::InvalidTopic { reason, .. }) => Err(reason),
+        Err(other) => Err(other.to_string()),
     }
-    if topic.len() > MAX_TOPIC_CHARS {
-        return Err("a topic name has at most 249 characters");
-    }
-    if !topic
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-    {
-        return Err("use ASCII letters, digits, '.', '_' and '-'");
-    }
-    Ok(())
 }
 
 /// A source as read from the file, before references are resolved.

@@ -145,12 +145,13 @@ impl Parser {
         ))
     }
 
-    /// The value of one record's text; `header` holds the columns a CSV header named.
-    pub fn parse(&self, text: &[u8], header: Option<&[String]>) -> Result<Bytes, String> {
+    /// The value of one record's text (for lines and JSON, the text itself, shared); `header`
+    /// holds the columns a CSV header named.
+    pub fn parse(&self, text: &Bytes, header: Option<&[String]>) -> Result<Bytes, String> {
         match self.config.format {
-            LineFormat::Lines => utf8(text).map(|_| Bytes::copy_from_slice(text)),
+            LineFormat::Lines => utf8(text).map(|_| text.clone()),
             LineFormat::Json => match serde_json::from_slice::<Value>(text) {
-                Ok(Value::Object(_)) => Ok(Bytes::copy_from_slice(text)),
+                Ok(Value::Object(_)) => Ok(text.clone()),
                 Ok(other) => Err(format!("the line is JSON but not an object: it is {}", kind(&other))),
                 Err(e) => Err(format!("the line is not JSON: {e}")),
             },

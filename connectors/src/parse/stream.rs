@@ -187,9 +187,13 @@ impl StreamParser {
     fn frame(&mut self, frame: Frame, now: Instant, out: &mut Vec<Parsed>) {
         match frame {
             Frame::Line { bytes, start, end } => {
-                let line = if start == 0 { strip_bom(&bytes) } else { &bytes[..] };
+                let line = if start == 0 {
+                    bytes.slice_ref(strip_bom(&bytes))
+                } else {
+                    bytes.clone()
+                };
                 if start == 0 && matches!(self.header, Header::Pending) {
-                    self.header = Header::Read(match self.parser.header_columns(line) {
+                    self.header = Header::Read(match self.parser.header_columns(&line) {
                         Ok(columns) => columns,
                         Err(error) => {
                             out.push(Parsed::Bad {
@@ -205,12 +209,12 @@ impl StreamParser {
                 }
                 match &mut self.multiline {
                     Some(m) if !line.is_empty() || m.is_open() => {
-                        m.push(line, start, end, now, &mut self.joined);
+                        m.push(&line, start, end, now, &mut self.joined);
                         self.parse_joined(out);
                     }
                     _ if line.is_empty() => {}
                     _ => {
-                        let item = self.parse(line, start, end);
+                        let item = self.parse(&line, start, end);
                         out.push(item);
                     }
                 }
@@ -244,7 +248,7 @@ impl StreamParser {
         }
     }
 
-    fn parse(&self, text: &[u8], start: u64, end: u64) -> Parsed {
+    fn parse(&self, text: &Bytes, start: u64, end: u64) -> Parsed {
         let header = match &self.header {
             Header::Read(Some(columns)) => Some(&columns[..]),
             _ => None,
@@ -252,7 +256,7 @@ impl StreamParser {
         match self.parser.parse(text, header) {
             Ok(value) => Parsed::Record { value, start, end },
             Err(error) => Parsed::Bad {
-                raw: Bytes::copy_from_slice(text),
+                raw: text.clone(),
                 error,
                 start,
                 end,

@@ -1,7 +1,10 @@
 //! Field conversions of csv and regex records: the declared `types`, and sniffing for csv.
 
+use datafusion::arrow::datatypes::TimeUnit;
 use serde::Deserialize;
 use serde_json::Value;
+
+use crate::dates::{days_from_civil, format_timestamp};
 
 /// The type a field of a csv or regex record is converted to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -45,7 +48,7 @@ pub fn convert(text: &str, ty: FieldType) -> Result<Value, String> {
             _ => Err(format!("{text:?} is not a boolean")),
         },
         FieldType::Timestamp => parse_timestamp_ms(trimmed)
-            .map(|ms| Value::String(format_rfc3339_ms(ms)))
+            .map(|ms| Value::String(format_timestamp(ms, TimeUnit::Millisecond)))
             .ok_or_else(|| format!("{text:?} is not a timestamp")),
     }
 }
@@ -188,56 +191,6 @@ fn digits(b: &[u8]) -> Option<i64> {
     Some(b.iter().fold(0, |n, d| n * 10 + i64::from(d - b'0')))
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> Option<i64> {
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
-        return None;
-    }
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some(era * 146_097 + doe - 719_468)
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// The civil date of a count of days since 1970-01-01.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-/// `ms` since the epoch as RFC 3339 in UTC with milliseconds.
-fn format_rfc3339_ms(ms: i64) -> String {
-    let (days, in_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-    let (year, month, day) = civil_from_days(days);
-    let (secs, millis) = (in_day / 1000, in_day % 1000);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,13 +241,5 @@ mod tests {
         assert_eq!(sniff("NaN"), json!("NaN"));
         assert_eq!(sniff(""), Value::Null);
         assert_eq!(sniff("12 apples"), json!("12 apples"));
-    }
-
-    #[test]
-    fn civil_dates_round_trip() {
-        for days in [-719_468_i64, -1, 0, 1, 11_016, 19_782, 2_932_896] {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), Some(days));
-        }
     }
 }

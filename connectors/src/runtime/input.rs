@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use brook_broker::access::{ConsumerRecord, OffsetSpec, OutRecord, TopicAccess};
 use brook_engine::dlq::dead_letter;
-use brook_engine::format::{infer_schema, Format, FormatSpec};
+use brook_engine::format::{infer_schema, Format, FormatSpec, MAX_INFER_SAMPLES};
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 
 use super::{retrying, ErrorPolicy, Halt, RunnerSettings, Stop};
@@ -55,11 +55,16 @@ pub async fn recover_fetch_errors(
 /// Grows `schema`, inferred from JSON or CSV values, by the fields of `values` it lacks (new
 /// fields are appended; a field never changes type). Does nothing for a declared schema or a
 /// format with a fixed one. Returns whether the schema changed.
-pub fn grow_schema(format: &FormatSpec, values: &[&[u8]], schema: &mut Option<SchemaRef>) -> Result<bool, Halt> {
+pub fn grow_schema<'a>(
+    format: &FormatSpec,
+    values: impl IntoIterator<Item = &'a [u8]>,
+    schema: &mut Option<SchemaRef>,
+) -> Result<bool, Halt> {
     if format.schema.is_some() || !matches!(format.format, Format::Json | Format::Csv) {
         return Ok(false);
     }
-    let inferred = infer_schema(format, values).map_err(Error::from)?;
+    let samples: Vec<&[u8]> = values.into_iter().take(MAX_INFER_SAMPLES).collect();
+    let inferred = infer_schema(format, &samples).map_err(Error::from)?;
     let (merged, changed) = match schema.as_ref() {
         None => (inferred, true),
         Some(current) => {

@@ -12,6 +12,7 @@
 pub mod checkpoints;
 pub mod input;
 pub mod produce;
+pub mod progress;
 pub mod provenance;
 pub mod sink_runner;
 pub mod source_runner;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub use checkpoints::{Checkpoint, CheckpointStore, CHECKPOINTS_TOPIC};
+pub use progress::Progress;
 pub use sink_runner::SinkRunner;
 pub use source_runner::SourceRunner;
 pub use status::{StepState, StepStatus};
@@ -39,6 +41,16 @@ pub enum ErrorPolicy {
     },
     /// Stop the step with the error.
     Fail,
+}
+
+impl ErrorPolicy {
+    /// The dead-letter topic, if records go to one.
+    pub fn dead_letter_topic(&self) -> Option<&str> {
+        match self {
+            ErrorPolicy::DeadLetter { topic } => Some(topic),
+            ErrorPolicy::Fail => None,
+        }
+    }
 }
 
 /// Bounds and pacing shared by the runners.

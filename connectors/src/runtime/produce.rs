@@ -21,24 +21,25 @@ pub async fn ensure_topic(access: &dyn TopicAccess, topic: &str, partitions: i32
 }
 
 /// Produces `records` to `topic` in order, acknowledged and durable on return, creating the
-/// topic (cluster defaults) the first time it is missing.
+/// topic (cluster defaults) the first time it is missing. Each attempt sends a copy, which is
+/// what lets a failed one be retried or split.
 pub async fn produce(
     access: &dyn TopicAccess,
     topic: &str,
-    records: Vec<OutRecord>,
+    records: &[OutRecord],
     settings: &RunnerSettings,
     stop: &Stop,
 ) -> Result<(), Halt> {
     if records.is_empty() {
         return Ok(());
     }
-    match access.produce(topic, records.clone()).await {
+    match access.produce(topic, records.to_vec()).await {
         Ok(_) => return Ok(()),
         Err(brook_broker::Error::UnknownTopicOrPartition(_)) => ensure_topic(access, topic, -1).await?,
         Err(e) if e.is_retriable() => {}
         Err(e) => return Err(Halt::Failed(e.into())),
     }
-    retrying(settings, stop, "producing", || access.produce(topic, records.clone())).await?;
+    retrying(settings, stop, "producing", || access.produce(topic, records.to_vec())).await?;
     Ok(())
 }
 
@@ -51,14 +52,14 @@ pub async fn produce_or_return(
     settings: &RunnerSettings,
     stop: &Stop,
 ) -> Result<Vec<(OutRecord, Error)>, Halt> {
-    match produce(access, topic, records.clone(), settings, stop).await {
+    match produce(access, topic, &records, settings, stop).await {
         Ok(()) => return Ok(Vec::new()),
         Err(Halt::Failed(e)) => tracing::warn!(topic, error = %e, "batch refused; writing record by record"),
         Err(stop) => return Err(stop),
     }
     let mut refused = Vec::new();
     for record in records {
-        match produce(access, topic, vec![record.clone()], settings, stop).await {
+        match produce(access, topic, std::slice::from_ref(&record), settings, stop).await {
             Ok(()) => {}
             Err(Halt::Failed(e)) => refused.push((record, e)),
             Err(stop) => return Err(stop),
@@ -83,7 +84,7 @@ pub async fn write_dead_letters(
             bytes::Bytes::from_static(b"brook.dlq.error"),
             Some(e.to_string().into()),
         ));
-        if let Err(Halt::Failed(e2)) = produce(access, topic, vec![letter], settings, stop).await {
+        if let Err(Halt::Failed(e2)) = produce(access, topic, std::slice::from_ref(&letter), settings, stop).await {
             tracing::error!(topic, error = %e2, "a dead letter could not be written; dropping it");
         }
     }

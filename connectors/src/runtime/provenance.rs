@@ -24,11 +24,17 @@ const SCAN_FETCH_BYTES: usize = 1 << 20;
 
 /// The provenance headers of `position`.
 pub fn headers(position: &Position) -> [(Bytes, Option<Bytes>); 3] {
-    let h = |name: &'static str, value: String| (Bytes::from_static(name.as_bytes()), Some(Bytes::from(value)));
+    headers_in(&Bytes::from(position.stream.clone()), position.start, position.end)
+}
+
+/// The provenance headers of the record from `start` to `end` of `stream`, for a runner that
+/// writes many records of one stream and keeps its name as shared bytes.
+pub fn headers_in(stream: &Bytes, start: u64, end: u64) -> [(Bytes, Option<Bytes>); 3] {
+    let h = |name: &'static str, value: Bytes| (Bytes::from_static(name.as_bytes()), Some(value));
     [
-        h(HEADER_STREAM, position.stream.clone()),
-        h(HEADER_START, position.start.to_string()),
-        h(HEADER_END, position.end.to_string()),
+        h(HEADER_STREAM, stream.clone()),
+        h(HEADER_START, start.to_string().into()),
+        h(HEADER_END, end.to_string().into()),
     ]
 }
 

@@ -5,6 +5,7 @@
 //! stop the step, by its error policy); the others flow. A schema that is not declared is
 //! inferred from each batch and only ever grows: new fields become new nullable columns.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -55,19 +56,11 @@ impl SinkRunner {
     pub async fn run(mut self) -> Result<()> {
         let result = self.run_inner().await;
         let flushed = self.sink.get_mut().flush().await;
-        let result = match (result, flushed) {
-            (Err(Halt::Failed(e)), _) => Err(e),
-            (_, Err(e)) => Err(e),
+        let outcome = match (result, flushed) {
+            (Err(Halt::Failed(e)), _) | (_, Err(e)) => Err(Halt::Failed(e)),
             (Ok(()) | Err(Halt::Stopped), Ok(())) => Ok(()),
         };
-        match &result {
-            Ok(()) => self.status.set_state(StepState::Stopped),
-            Err(e) => {
-                tracing::error!(step = %self.name, error = %e, "sink failed");
-                self.status.set_state(StepState::Failed(e.to_string()));
-            }
-        }
-        result
+        self.status.finish(&self.name, "sink", outcome, StepState::Stopped)
     }
 
     async fn run_inner(&mut self) -> Result<(), Halt> {
@@ -192,7 +185,12 @@ impl SinkRunner {
             letters.push(self.letter(&records[*i], &format!("the value did not decode: {why}"), "decode")?);
         }
         let mut rows = decoded.batch;
-        let mut kept: Vec<ConsumerRecord> = decoded.rows.iter().map(|i| records[*i].clone()).collect();
+        // The records behind the rows: all of them unless some did not decode or are refused.
+        let mut kept: Cow<'_, [ConsumerRecord]> = if decoded.failed.is_empty() {
+            Cow::Borrowed(records)
+        } else {
+            Cow::Owned(decoded.rows.iter().map(|i| records[*i].clone()).collect())
+        };
         let next: Vec<(i32, i64)> = next.iter().map(|(p, o)| (*p, *o)).collect();
         let mut backoff = self.settings.retry_backoff_ms;
         loop {
@@ -203,7 +201,7 @@ impl SinkRunner {
                 records: &kept,
                 next_offsets: &next,
             };
-            let written = self.sink.lock().await.write(batch).await;
+            let written = self.sink.get_mut().write(batch).await;
             match written {
                 Ok(()) => break,
                 Err(Error::Rejected { index, reason }) if index < kept.len() => {
@@ -215,7 +213,7 @@ impl SinkRunner {
                     let mask = BooleanArray::from((0..kept.len()).map(|i| i != index).collect::<Vec<_>>());
                     rows =
                         filter_record_batch(&rows, &mask).map_err(|e| Halt::Failed(Error::Internal(e.to_string())))?;
-                    kept.remove(index);
+                    kept.to_mut().remove(index);
                 }
                 Err(e) if e.is_retriable() => {
                     tracing::warn!(step = %self.name, error = %e, backoff_ms = backoff, "writing to the sink failed, retrying");
@@ -226,7 +224,7 @@ impl SinkRunner {
             }
         }
         let n_dead = letters.len() as u64;
-        if let ErrorPolicy::DeadLetter { topic } = &self.on_error {
+        if let Some(topic) = self.on_error.dead_letter_topic() {
             write_dead_letters(self.access.as_ref(), topic, letters, &self.settings, &self.stop).await?;
         }
         self.status.count(records.len() as u64, kept.len() as u64, n_dead);
@@ -236,8 +234,7 @@ impl SinkRunner {
     /// The format spec for this batch: the declared schema, or the inferred one grown by what
     /// this batch has that earlier ones did not.
     fn spec_for(&self, values: &[Option<&[u8]>], schema: &mut Option<SchemaRef>) -> Result<FormatSpec, Halt> {
-        let samples: Vec<&[u8]> = values.iter().flatten().copied().collect();
-        grow_schema(&self.format, &samples, schema)?;
+        grow_schema(&self.format, values.iter().flatten().copied(), schema)?;
         Ok(match schema.as_ref() {
             Some(grown) if self.format.schema.is_none() => self.format.clone().with_schema(grown.clone()),
             _ => self.format.clone(),

@@ -5,6 +5,9 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
+use super::Halt;
+use crate::error::Result;
+
 /// Where a step is in its life.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "state", content = "reason")]
@@ -56,6 +59,22 @@ impl StepStatus {
     /// The state.
     pub fn state(&self) -> StepState {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Records how the runner of step `step` (a "source", "transform" or "sink": `kind`) ended:
+    /// `ended` when it returned, stopped when asked to, failed (logged) with an error retrying
+    /// could not fix, which is returned.
+    pub fn finish(&self, step: &str, kind: &str, outcome: Result<(), Halt>, ended: StepState) -> Result<()> {
+        let (state, result) = match outcome {
+            Ok(()) => (ended, Ok(())),
+            Err(Halt::Stopped) => (StepState::Stopped, Ok(())),
+            Err(Halt::Failed(e)) => {
+                tracing::error!(step, error = %e, "{kind} failed");
+                (StepState::Failed(e.to_string()), Err(e))
+            }
+        };
+        self.set_state(state);
+        result
     }
 
     /// Adds to the counters.

@@ -7,12 +7,11 @@ use std::ops::Range;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{
-    DataType, Field, FieldRef, Float64Type, Int32Type, Int64Type, TimeUnit, UInt64Type,
-};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int32Type, Int64Type, UInt64Type};
 use datafusion::arrow::json::writer::{make_encoder, EncoderOptions};
 use datafusion::arrow::record_batch::RecordBatch;
 
+use crate::dates::{format_date, format_timestamp};
 use crate::error::{Error, Result};
 
 /// The most rows one write may put in one INSERT statement, whatever `batch_rows` says.
@@ -360,49 +359,6 @@ fn column_values(field: &FieldRef, array: &ArrayRef) -> std::result::Result<Vec<
     }
 }
 
-/// `(year, month, day)` of a count of days since 1970-01-01 in the proleptic Gregorian calendar
-/// (Howard Hinnant's `civil_from_days`), so that no date crate is needed.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-/// `YYYY-MM-DD` of a count of days since 1970-01-01.
-pub fn format_date(days: i64) -> String {
-    let (year, month, day) = civil_from_days(days);
-    format!("{year:04}-{month:02}-{day:02}")
-}
-
-/// ISO-8601 in UTC (`YYYY-MM-DDTHH:MM:SS[.fraction]Z`) of a count of `unit`s since the epoch,
-/// with as many fraction digits as the unit has.
-pub fn format_timestamp(value: i64, unit: TimeUnit) -> String {
-    let (per_second, digits) = match unit {
-        TimeUnit::Second => (1_i64, 0_usize),
-        TimeUnit::Millisecond => (1_000, 3),
-        TimeUnit::Microsecond => (1_000_000, 6),
-        TimeUnit::Nanosecond => (1_000_000_000, 9),
-    };
-    let seconds = value.div_euclid(per_second);
-    let fraction = value.rem_euclid(per_second);
-    let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
-    let of_day = seconds.rem_euclid(86_400);
-    let (hour, minute, second) = (of_day / 3600, of_day % 3600 / 60, of_day % 60);
-    let mut text = format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}");
-    if digits > 0 {
-        text.push_str(&format!(".{fraction:0digits$}"));
-    }
-    text.push('Z');
-    text
-}
-
 /// `name` as a quoted identifier (double quotes, inner quotes doubled), for both dialects.
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -559,23 +515,6 @@ pub fn key_positions(connector: &'static str, rows: &SqlRows, key: &[String]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates_and_timestamps_are_iso_8601_in_utc() {
-        assert_eq!(format_date(0), "1970-01-01");
-        assert_eq!(format_date(-1), "1969-12-31");
-        assert_eq!(format_date(19_782), "2024-02-29");
-        assert_eq!(format_timestamp(0, TimeUnit::Second), "1970-01-01T00:00:00Z");
-        assert_eq!(format_timestamp(-1, TimeUnit::Millisecond), "1969-12-31T23:59:59.999Z");
-        assert_eq!(
-            format_timestamp(1_709_210_096_123_456, TimeUnit::Microsecond),
-            "2024-02-29T12:34:56.123456Z"
-        );
-        assert_eq!(
-            format_timestamp(951_782_400_000_000_007, TimeUnit::Nanosecond),
-            "2000-02-29T00:00:00.000000007Z"
-        );
-    }
 
     #[test]
     fn chunks_respect_the_row_bound_and_never_repeat_a_key() {

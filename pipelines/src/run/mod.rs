@@ -10,7 +10,7 @@ use std::time::Duration;
 use brook_broker::access::TopicAccess;
 use brook_connectors::runtime::produce::ensure_topic;
 use brook_connectors::runtime::{
-    CheckpointStore, ErrorPolicy as RunPolicy, RunnerSettings, SinkRunner, SourceRunner, StepState, StepStatus, Stop,
+    CheckpointStore, RunnerSettings, SinkRunner, SourceRunner, StepState, StepStatus, Stop,
 };
 use brook_connectors::{build_sink, build_source, Context, Error, Result};
 use brook_engine::format::{Format, FormatSpec};
@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 pub use transform::TransformRunner;
 
-use crate::model::{ErrorPolicy, Pipeline};
+use crate::model::Pipeline;
 
 /// Which kinds of steps to run; `brook pipeline test` runs transforms only, feeding the source
 /// topics itself and reading what sinks would receive.
@@ -73,15 +73,6 @@ struct Step {
     kind: &'static str,
     status: Arc<StepStatus>,
     task: JoinHandle<Result<()>>,
-}
-
-impl From<&ErrorPolicy> for RunPolicy {
-    fn from(p: &ErrorPolicy) -> Self {
-        match p {
-            ErrorPolicy::DeadLetter { topic } => RunPolicy::DeadLetter { topic: topic.clone() },
-            ErrorPolicy::Fail => RunPolicy::Fail,
-        }
-    }
 }
 
 /// The step name connectors, checkpoints and groups know a step by: `<pipeline>.<step>`.
@@ -152,7 +143,7 @@ pub async fn start(
                 access: access.clone(),
                 checkpoints: checkpoints.clone(),
                 topic: s.topic.clone(),
-                on_error: (&s.on_error).into(),
+                on_error: s.on_error.clone(),
                 settings: settings.clone(),
                 stop: stop.clone(),
                 status: status.clone(),
@@ -169,7 +160,7 @@ pub async fn start(
             input_format: format_of(&t.input),
             sql: t.sql.clone(),
             topic: t.topic.clone(),
-            on_error: (&t.on_error).into(),
+            on_error: t.on_error.clone(),
             access: access.clone(),
             checkpoints: checkpoints.clone(),
             settings: settings.clone(),
@@ -186,7 +177,7 @@ pub async fn start(
             access: access.clone(),
             topic: s.input_topic.clone(),
             format: format_of(&s.input),
-            on_error: (&s.on_error).into(),
+            on_error: s.on_error.clone(),
             settings: settings.clone(),
             stop: stop.clone(),
             status: status.clone(),

@@ -7,21 +7,22 @@
 //! reads them again. This holds because a transform is stateless and gives at most one row per
 //! input record (the plan is traced: see `brook_engine::jobs::trace`).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use brook_broker::access::{ConsumerRecord, OffsetSpec, OutRecord, TopicAccess};
-use brook_connectors::runtime::checkpoints::{Checkpoint, CheckpointStore};
+use brook_connectors::runtime::checkpoints::CheckpointStore;
 use brook_connectors::runtime::input::{grow_schema, letter, recover_fetch_errors};
 use brook_connectors::runtime::produce::{produce_or_return, write_dead_letters};
-use brook_connectors::runtime::provenance::{self, written_since};
-use brook_connectors::runtime::{retrying, ErrorPolicy, Halt, RunnerSettings, StepState, StepStatus, Stop};
-use brook_connectors::{Error, Position, Result};
+use brook_connectors::runtime::provenance;
+use brook_connectors::runtime::{retrying, ErrorPolicy, Halt, Progress, RunnerSettings, StepState, StepStatus, Stop};
+use brook_connectors::{Error, Result};
 use brook_engine::catalog::StreamDef;
 use brook_engine::dlq::dead_letter;
 use brook_engine::format::{Format, FormatSpec};
 use brook_engine::jobs::{fetch_round, OutputWriter, QueryPlan};
+use bytes::Bytes;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
@@ -74,63 +75,34 @@ struct Planned {
 /// Metadata columns left out of a transform's output unless renamed (`SELECT _offset AS pos`).
 const DROPPED_METADATA: [&str; 4] = ["_partition", "_offset", "_timestamp", "_headers"];
 
-/// Progress between checkpoints.
-struct Progress {
-    positions: BTreeMap<i32, i64>,
-    seen: HashSet<(String, u64)>,
-    from: Vec<(i32, i64)>,
-    dirty: bool,
-    last_saved: Instant,
-}
-
 impl TransformRunner {
     /// Runs until stopped or an error retrying cannot fix; the outcome is also in the status.
     pub async fn run(mut self) -> Result<()> {
-        let result = self.run_inner().await;
-        let (state, result) = match result {
-            Ok(()) | Err(Halt::Stopped) => (StepState::Stopped, Ok(())),
-            Err(Halt::Failed(e)) => {
-                tracing::error!(step = %self.name, error = %e, "transform failed");
-                (StepState::Failed(e.to_string()), Err(e))
-            }
-        };
-        self.status.set_state(state);
-        result
-    }
-
-    /// The provenance stream of input partition `p`.
-    fn stream(&self, p: i32) -> String {
-        format!("{}:{p}", self.input_topic)
+        let outcome = self.run_inner().await;
+        self.status.finish(&self.name, "transform", outcome, StepState::Stopped)
     }
 
     async fn run_inner(&mut self) -> Result<(), Halt> {
-        let saved = self.checkpoints.get(&self.name).await?;
+        let mut progress = Progress::new(&self.name, &self.topic, self.access.clone(), self.checkpoints.clone());
+        let saved = progress.saved().await?;
         let mut positions: BTreeMap<i32, i64> = retrying(&self.settings, &self.stop, "listing offsets", || {
             self.access.list_offsets(&self.input_topic, OffsetSpec::Earliest)
         })
         .await?
         .into_iter()
         .collect();
-        let mut from = Vec::new();
-        if let Some(cp) = saved.filter(|c| c.output_topic == self.topic) {
-            let state: State = serde_json::from_value(cp.state)
+        if let Some(cp) = saved.as_ref().filter(|c| c.output_topic == self.topic) {
+            let state = State::deserialize(&cp.state)
                 .map_err(|e| Error::Internal(format!("the checkpoint of {} does not parse: {e}", self.name)))?;
             for (p, o) in state.offsets {
                 let floor = positions.get(&p).copied().unwrap_or(0);
                 positions.insert(p, o.max(floor));
             }
-            from = cp.output_offsets;
         }
-        let seen = written_since(self.access.as_ref(), &self.topic, &from, &self.settings, &self.stop).await?;
-        let mut progress = Progress {
-            positions,
-            seen,
-            from,
-            dirty: false,
-            last_saved: Instant::now(),
-        };
+        progress.recover(saved, &self.settings, &self.stop).await?;
         let mut schema = self.input_format.schema.clone();
         let mut planned: Option<Planned> = None;
+        let mut streams = Streams::default();
         self.status.set_state(StepState::Running);
         tracing::info!(step = %self.name, input = %self.input_topic, topic = %self.topic, "transform started");
         let interval = Duration::from_millis(self.settings.checkpoint_interval_ms);
@@ -140,14 +112,14 @@ impl TransformRunner {
                 round = fetch_round(
                     self.access.as_ref(),
                     &self.input_topic,
-                    &progress.positions,
+                    &positions,
                     self.settings.max_batch_records,
                     self.settings.fetch_max_bytes,
                     self.settings.poll_wait_ms,
                 ) => Some(round),
             };
             let Some(round) = round else {
-                self.save(&mut progress, &Stop::never()).await?;
+                self.save(&mut progress, &positions, &Stop::never()).await?;
                 return Err(Halt::Stopped);
             };
             recover_fetch_errors(
@@ -155,7 +127,7 @@ impl TransformRunner {
                 &self.input_topic,
                 &self.name,
                 round.errors,
-                &mut progress.positions,
+                &mut positions,
                 &self.settings,
                 &self.stop,
             )
@@ -166,26 +138,31 @@ impl TransformRunner {
                 if self.grow_schema(&round.records, &mut schema)? {
                     planned = None;
                 }
-                if planned.is_none() {
-                    planned = Some(self.plan(schema.clone()).await?);
-                }
-                let Some(current) = planned.as_ref() else {
-                    return Err(Halt::Failed(Error::Internal("no plan".into())));
+                let current = match planned {
+                    Some(ref current) => current,
+                    None => planned.insert(self.plan(schema.clone()).await?),
                 };
-                self.process(current, &round.records, &mut progress).await?;
-                progress.dirty = true;
+                self.process(current, &round.records, &mut progress, &mut streams)
+                    .await?;
+                for r in &round.records {
+                    positions.insert(r.partition, r.offset + 1);
+                }
+                progress.moved();
             }
-            if progress.dirty && progress.last_saved.elapsed() >= interval {
+            if progress.due(interval) {
                 let stop = self.stop.clone();
-                self.save(&mut progress, &stop).await?;
+                self.save(&mut progress, &positions, &stop).await?;
             }
         }
     }
 
     /// Grows an inferred schema by the fields of `records` it lacks; true when it changed.
     fn grow_schema(&self, records: &[ConsumerRecord], schema: &mut Option<SchemaRef>) -> Result<bool, Halt> {
-        let values: Vec<&[u8]> = records.iter().filter_map(|r| r.value.as_deref()).collect();
-        grow_schema(&self.input_format, &values, schema)
+        grow_schema(
+            &self.input_format,
+            records.iter().filter_map(|r| r.value.as_deref()),
+            schema,
+        )
     }
 
     async fn plan(&self, schema: Option<SchemaRef>) -> Result<Planned, Halt> {
@@ -228,6 +205,7 @@ impl TransformRunner {
         planned: &Planned,
         records: &[ConsumerRecord],
         progress: &mut Progress,
+        streams: &mut Streams,
     ) -> Result<(), Halt> {
         let by_origin: HashMap<(i32, i64), &ConsumerRecord> =
             records.iter().map(|r| ((r.partition, r.offset), r)).collect();
@@ -251,13 +229,20 @@ impl TransformRunner {
             }
         };
         let mut out = Vec::new();
-        for (rows, origins) in results {
-            self.encode(planned, &rows, &origins, &by_origin, progress, &mut out)?;
+        for result in &results {
+            self.encode(planned, result, &by_origin, progress, streams, &mut out)?;
         }
         let n_out = out.len() as u64;
         let refused = produce_or_return(self.access.as_ref(), &self.topic, out, &self.settings, &self.stop).await?;
         let n_refused = refused.len() as u64;
         for (record, e) in refused {
+            if matches!(self.on_error, ErrorPolicy::Fail) {
+                return Err(Halt::Failed(Error::External {
+                    system: "transform",
+                    message: format!("{}: a row could not be written (on_error is fail): {e}", self.name),
+                    retriable: false,
+                }));
+            }
             let mut letter = dead_letter(
                 &self.input_topic,
                 -1,
@@ -268,34 +253,25 @@ impl TransformRunner {
                 "produce",
             );
             letter.headers.extend(record.headers);
-            if matches!(self.on_error, ErrorPolicy::Fail) {
-                return Err(Halt::Failed(Error::External {
-                    system: "transform",
-                    message: format!("{}: a row could not be written (on_error is fail): {e}", self.name),
-                    retriable: false,
-                }));
-            }
             letters.push(letter);
         }
         let n_dead = letters.len() as u64;
-        if let ErrorPolicy::DeadLetter { topic } = &self.on_error {
+        if let Some(topic) = self.on_error.dead_letter_topic() {
             write_dead_letters(self.access.as_ref(), topic, letters, &self.settings, &self.stop).await?;
-        }
-        for r in records {
-            progress.positions.insert(r.partition, r.offset + 1);
         }
         self.status.count(records.len() as u64, n_out - n_refused, n_dead);
         Ok(())
     }
 
-    /// Encodes result rows as records with their provenance, skipping those already written.
+    /// Encodes result rows (with the input partition and offset of each) as records with their
+    /// provenance, skipping those already written.
     fn encode(
         &self,
         planned: &Planned,
-        rows: &RecordBatch,
-        origins: &[(i32, i64)],
+        (rows, origins): &(RecordBatch, Vec<(i32, i64)>),
         by_origin: &HashMap<(i32, i64), &ConsumerRecord>,
         progress: &mut Progress,
+        streams: &mut Streams,
         out: &mut Vec<OutRecord>,
     ) -> Result<(), Halt> {
         let rows = rows
@@ -303,12 +279,8 @@ impl TransformRunner {
             .map_err(|e| Error::Internal(e.to_string()))?;
         let encoded = planned.writer.records(&rows).map_err(Error::from)?;
         for (mut record, (p, o)) in encoded.into_iter().zip(origins.iter().copied()) {
-            let position = Position {
-                stream: self.stream(p),
-                start: o as u64,
-                end: o as u64 + 1,
-            };
-            if !progress.seen.is_empty() && progress.seen.remove(&(position.stream.clone(), position.start)) {
+            let (stream, stream_bytes) = streams.of(&self.input_topic, p);
+            if progress.already_written(stream, o as u64) {
                 continue;
             }
             if let Some(input) = by_origin.get(&(p, o)) {
@@ -317,7 +289,9 @@ impl TransformRunner {
                 }
                 record.timestamp_ms = Some(input.timestamp_ms);
             }
-            record.headers.extend(provenance::headers(&position));
+            record
+                .headers
+                .extend(provenance::headers_in(stream_bytes, o as u64, o as u64 + 1));
             out.push(record);
         }
         Ok(())
@@ -328,51 +302,38 @@ impl TransformRunner {
         letter(&self.on_error, &self.name, record, why, stage)
     }
 
-    /// Saves the input positions with the output offsets that bound what was written after.
-    async fn save(&self, progress: &mut Progress, stop: &Stop) -> Result<(), Halt> {
-        if !progress.dirty {
-            return Ok(());
-        }
-        let positions = &progress.positions;
-        let input_topic = &self.input_topic;
-        progress.seen.retain(|(stream, start)| {
+    /// Saves the input positions; a remembered provenance is forgotten once its partition is read
+    /// past it.
+    async fn save(&self, progress: &mut Progress, positions: &BTreeMap<i32, i64>, stop: &Stop) -> Result<(), Halt> {
+        let state = State {
+            offsets: positions.iter().map(|(p, o)| (*p, *o)).collect(),
+        };
+        let state = serde_json::to_value(&state).map_err(|e| Error::Internal(e.to_string()))?;
+        let passed = |stream: &str, start: u64| {
             let partition = stream
-                .strip_prefix(input_topic.as_str())
+                .strip_prefix(self.input_topic.as_str())
                 .and_then(|s| s.strip_prefix(':'))
                 .and_then(|p| p.parse::<i32>().ok());
             partition
                 .and_then(|p| positions.get(&p))
-                .is_none_or(|next| (*start as i64) >= *next)
-        });
-        if progress.seen.is_empty() {
-            progress.from = retrying(&self.settings, stop, "listing offsets", || {
-                self.access.list_offsets(&self.topic, OffsetSpec::Latest)
-            })
-            .await?;
-        }
-        let state = State {
-            offsets: progress.positions.iter().map(|(p, o)| (*p, *o)).collect(),
+                .is_some_and(|next| (start as i64) < *next)
         };
-        let checkpoint = Checkpoint {
-            state: serde_json::to_value(&state).map_err(|e| Error::Internal(e.to_string()))?,
-            output_topic: self.topic.clone(),
-            output_offsets: progress.from.clone(),
-            saved_ms: now_ms(),
-        };
-        retrying(&self.settings, stop, "saving a checkpoint", || {
-            self.checkpoints.save(&self.name, &checkpoint)
-        })
-        .await?;
-        progress.dirty = false;
-        progress.last_saved = Instant::now();
-        Ok(())
+        progress.save(state, passed, &self.settings, stop).await
     }
 }
 
-/// Milliseconds since the epoch.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+/// The provenance stream of each input partition, `<input topic>:<partition>`, made once.
+#[derive(Default)]
+struct Streams(BTreeMap<i32, (String, Bytes)>);
+
+impl Streams {
+    /// The stream of partition `p` of `input_topic`, as text and as header bytes.
+    fn of(&mut self, input_topic: &str, p: i32) -> (&str, &Bytes) {
+        let (name, bytes) = self.0.entry(p).or_insert_with(|| {
+            let name = format!("{input_topic}:{p}");
+            let bytes = Bytes::from(name.clone());
+            (name, bytes)
+        });
+        (name, bytes)
+    }
 }

@@ -10,7 +10,6 @@ use std::path::Path;
 use datafusion::arrow::array::BooleanArray;
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::json::writer::LineDelimited;
 use datafusion::arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -29,14 +28,7 @@ pub(super) fn encode_text(format: FileFormat, rows: &RecordBatch, header: bool) 
     let fail =
         |e: &dyn std::fmt::Display| Error::config(NAME, format!("cannot write the rows as {}: {e}", format.name()));
     match format {
-        FileFormat::Json => {
-            let mut writer = datafusion::arrow::json::WriterBuilder::new()
-                .with_explicit_nulls(false)
-                .build::<_, LineDelimited>(Vec::new());
-            writer.write(rows).map_err(|e| fail(&e))?;
-            writer.finish().map_err(|e| fail(&e))?;
-            Ok(writer.into_inner())
-        }
+        FileFormat::Json => crate::sinks::json_lines(rows).map_err(|e| fail(&e)),
         FileFormat::Csv => {
             let mut writer = datafusion::arrow::csv::WriterBuilder::new()
                 .with_header(header)

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use datafusion::arrow::json::writer::{JsonArray, LineDelimited};
+use datafusion::arrow::json::writer::JsonArray;
 use datafusion::arrow::record_batch::RecordBatch;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
@@ -182,18 +182,15 @@ impl HttpSink {
 
     /// The body for `rows`.
     fn body(&self, rows: &RecordBatch) -> Result<Vec<u8>> {
-        let builder = datafusion::arrow::json::WriterBuilder::new().with_explicit_nulls(false);
         let fail = |e: datafusion::arrow::error::ArrowError| {
             Error::config(NAME, format!("cannot encode the rows as JSON: {e}"))
         };
         match self.config.format {
-            HttpFormat::Ndjson => {
-                let mut writer = builder.build::<_, LineDelimited>(Vec::new());
-                writer.write(rows).and_then(|()| writer.finish()).map_err(fail)?;
-                Ok(writer.into_inner())
-            }
+            HttpFormat::Ndjson => crate::sinks::json_lines(rows).map_err(fail),
             HttpFormat::JsonArray => {
-                let mut writer = builder.build::<_, JsonArray>(Vec::new());
+                let mut writer = datafusion::arrow::json::WriterBuilder::new()
+                    .with_explicit_nulls(false)
+                    .build::<_, JsonArray>(Vec::new());
                 writer.write(rows).and_then(|()| writer.finish()).map_err(fail)?;
                 Ok(writer.into_inner())
             }

@@ -4,7 +4,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use brook_broker::access::{ConsumerRecord, TimestampType};
 use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -12,6 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
 use crate::compliance::{check_sink, SinkUnderTest};
+use crate::sinks::test_support::{self, with_extra};
 
 /// Bytes of request head the server reads at most.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -154,17 +154,18 @@ fn ctx() -> Context {
 
 /// A sink over `url` with fast retries and `extra` configuration.
 async fn sink(url: &str, extra: serde_json::Value) -> Box<dyn Sink> {
-    let mut config = serde_json::json!({"url": url, "retry_backoff_ms": 1, "max_backoff_ms": 4});
-    for (k, v) in extra.as_object().unwrap() {
-        config[k] = v.clone();
-    }
+    let config = with_extra(
+        serde_json::json!({"url": url, "retry_backoff_ms": 1, "max_backoff_ms": 4}),
+        extra,
+    );
     let mut sink = build(&ctx(), config).unwrap();
     assert_eq!(sink.open("t").await.unwrap(), None, "the http sink stores no offsets");
     sink
 }
 
-/// Writes rows with ids `ids`.
+/// Writes rows with ids `ids` (at offsets equal to the ids).
 async fn write(sink: &mut dyn Sink, ids: std::ops::Range<i64>) -> Result<()> {
+    let first = ids.start;
     let ids: Vec<i64> = ids.collect();
     let schema = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, true),
@@ -177,27 +178,7 @@ async fn write(sink: &mut dyn Sink, ids: std::ops::Range<i64>) -> Result<()> {
         )),
     ];
     let rows = RecordBatch::try_new(schema, columns).unwrap();
-    let records: Vec<ConsumerRecord> = ids
-        .iter()
-        .map(|i| ConsumerRecord {
-            topic: "t".into(),
-            partition: 0,
-            offset: *i,
-            timestamp_ms: 0,
-            timestamp_type: TimestampType::Create,
-            key: None,
-            value: None,
-            headers: Vec::new(),
-        })
-        .collect();
-    let next = [(0, ids.last().map_or(0, |i| i + 1))];
-    sink.write(SinkBatch {
-        topic: "t",
-        rows: &rows,
-        records: &records,
-        next_offsets: &next,
-    })
-    .await
+    test_support::write(sink, &rows, 0, first).await
 }
 
 fn ids(rows: &[serde_json::Map<String, serde_json::Value>]) -> Vec<i64> {

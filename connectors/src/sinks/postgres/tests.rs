@@ -4,13 +4,11 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use brook_broker::access::{ConsumerRecord, TimestampType};
 use datafusion::arrow::array::{
     ArrayRef, BinaryArray, BooleanArray, Date32Array, Float32Array, Float64Array, Int32Array, Int64Array, ListArray,
     NullArray, StringArray, StructArray, TimestampMicrosecondArray, TimestampMillisecondArray, UInt64Array,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type};
-use datafusion::arrow::record_batch::RecordBatch;
 use serde_json::{json, Map, Value};
 use tokio_postgres::{Client, NoTls};
 
@@ -18,7 +16,8 @@ use super::build;
 use crate::compliance::{check_sink, SinkUnderTest};
 use crate::error::Error;
 use crate::registry::Context;
-use crate::sink::{Sink, SinkBatch};
+use crate::sink::Sink;
+use crate::sinks::test_support::{batch, with_extra, write};
 
 /// The test server.
 const URL: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=5";
@@ -57,44 +56,11 @@ fn unique(prefix: &str) -> String {
 
 /// A sink named `name` writing `table`, with `extra` settings.
 fn sink(name: &str, table: &str, extra: Value) -> Box<dyn Sink> {
-    let mut config = json!({"url": URL, "table": table});
-    if let (Some(config), Value::Object(extra)) = (config.as_object_mut(), extra) {
-        config.extend(extra);
-    }
     let ctx = Context {
         name: name.to_string(),
         base_dir: std::env::temp_dir(),
     };
-    build(&ctx, config).expect("a valid configuration")
-}
-
-/// A batch from named columns.
-fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
-    RecordBatch::try_from_iter(columns).expect("a valid batch")
-}
-
-/// Writes `rows` as records of partition `partition` from `first_offset`, storing the offset after them.
-async fn write(sink: &mut dyn Sink, rows: &RecordBatch, partition: i32, first_offset: i64) -> crate::Result<()> {
-    let records: Vec<ConsumerRecord> = (0..rows.num_rows())
-        .map(|n| ConsumerRecord {
-            topic: "in".to_string(),
-            partition,
-            offset: first_offset + n as i64,
-            timestamp_ms: 0,
-            timestamp_type: TimestampType::Create,
-            key: None,
-            value: None,
-            headers: Vec::new(),
-        })
-        .collect();
-    let next = [(partition, first_offset + rows.num_rows() as i64)];
-    sink.write(SinkBatch {
-        topic: "in",
-        rows,
-        records: &records,
-        next_offsets: &next,
-    })
-    .await
+    build(&ctx, with_extra(json!({"url": URL, "table": table}), extra)).expect("a valid configuration")
 }
 
 /// Every row of `table` as a JSON object (PostgreSQL's own `row_to_json`).

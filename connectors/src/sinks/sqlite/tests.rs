@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use brook_broker::access::{ConsumerRecord, TimestampType};
 use datafusion::arrow::array::{
     ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float32Array, Float64Array, Int16Array,
     Int32Array, Int64Array, Int64Builder, Int8Array, LargeStringArray, ListArray, MapBuilder, NullArray, StringArray,
@@ -11,7 +10,6 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, TimeUnit};
-use datafusion::arrow::record_batch::RecordBatch;
 use proptest::prelude::*;
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
@@ -19,10 +17,11 @@ use serde_json::{json, Map, Value};
 
 use super::build;
 use crate::compliance::{check_sink, SinkUnderTest};
+use crate::dates::{format_date, format_timestamp};
 use crate::error::Error;
 use crate::registry::Context;
-use crate::sink::{Sink, SinkBatch};
-use crate::sinks::sql_types::{format_date, format_timestamp};
+use crate::sink::Sink;
+use crate::sinks::test_support::{batch, with_extra, write};
 
 /// A context whose relative paths resolve in `dir`, with the sink name `name`.
 fn ctx(dir: &Path, name: &str) -> Context {
@@ -34,45 +33,13 @@ fn ctx(dir: &Path, name: &str) -> Context {
 
 /// A sink named `name` writing table `t` of `dir/db/out.sqlite`, with `extra` settings.
 fn sink(dir: &Path, name: &str, extra: Value) -> Box<dyn Sink> {
-    let mut config = json!({"path": "db/out.sqlite", "table": "t"});
-    if let (Some(config), Value::Object(extra)) = (config.as_object_mut(), extra) {
-        config.extend(extra);
-    }
+    let config = with_extra(json!({"path": "db/out.sqlite", "table": "t"}), extra);
     build(&ctx(dir, name), config).expect("a valid configuration")
 }
 
 /// The database file the sinks above write.
 fn db_path(dir: &Path) -> PathBuf {
     dir.join("db/out.sqlite")
-}
-
-/// A batch from named columns.
-fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
-    RecordBatch::try_from_iter(columns).expect("a valid batch")
-}
-
-/// Writes `rows` as records of partition `partition` from `first_offset`, storing the offset after them.
-async fn write(sink: &mut dyn Sink, rows: &RecordBatch, partition: i32, first_offset: i64) -> crate::Result<()> {
-    let records: Vec<ConsumerRecord> = (0..rows.num_rows())
-        .map(|n| ConsumerRecord {
-            topic: "in".to_string(),
-            partition,
-            offset: first_offset + n as i64,
-            timestamp_ms: 0,
-            timestamp_type: TimestampType::Create,
-            key: None,
-            value: None,
-            headers: Vec::new(),
-        })
-        .collect();
-    let next = [(partition, first_offset + rows.num_rows() as i64)];
-    sink.write(SinkBatch {
-        topic: "in",
-        rows,
-        records: &records,
-        next_offsets: &next,
-    })
-    .await
 }
 
 /// A SQLite value as JSON: integers and reals as numbers, text as strings, blobs as hex text.

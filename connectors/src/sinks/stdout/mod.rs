@@ -6,7 +6,6 @@
 mod tests;
 
 use async_trait::async_trait;
-use datafusion::arrow::json::writer::LineDelimited;
 use serde::Deserialize;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
@@ -65,16 +64,8 @@ impl StdoutSink {
     /// The bytes printed for `batch`.
     fn render(&self, batch: &SinkBatch<'_>) -> Result<Vec<u8>> {
         match self.format {
-            StdoutFormat::Json => {
-                let mut writer = datafusion::arrow::json::WriterBuilder::new()
-                    .with_explicit_nulls(false)
-                    .build::<_, LineDelimited>(Vec::new());
-                writer
-                    .write(batch.rows)
-                    .and_then(|()| writer.finish())
-                    .map_err(|e| Error::config(NAME, format!("cannot print the rows as JSON: {e}")))?;
-                Ok(writer.into_inner())
-            }
+            StdoutFormat::Json => crate::sinks::json_lines(batch.rows)
+                .map_err(|e| Error::config(NAME, format!("cannot print the rows as JSON: {e}"))),
             StdoutFormat::Text => {
                 let mut out = Vec::new();
                 for value in batch.records.iter().filter_map(|r| r.value.as_ref()) {

@@ -13,6 +13,7 @@ use super::*;
 use crate::compliance::{check_source, SourceUnderTest};
 use crate::parse::ParseConfig;
 use crate::source::SourceItem;
+pub(super) use crate::sources::texts;
 
 /// The poll interval of tailers under test.
 pub(super) const POLL: Duration = Duration::from_millis(10);
@@ -31,14 +32,11 @@ pub(super) fn options(dir: &Path, pattern: &str) -> TailerOptions {
 
 /// A lines parser, or one with `config` (a source configuration's parser fields).
 pub(super) fn parser(config: serde_json::Value) -> Arc<Parser> {
-    let mut c: FileConfig = serde_json::from_value(json!({"path": "x"})).unwrap();
-    if let serde_json::Value::Object(fields) = config {
-        let mut all = serde_json::to_value(json!({"path": "x"})).unwrap();
-        for (k, v) in fields {
-            all[k] = v;
-        }
-        c = serde_json::from_value(all).unwrap();
+    let mut all = json!({"path": "x"});
+    if let (Some(all), serde_json::Value::Object(fields)) = (all.as_object_mut(), config) {
+        all.extend(fields);
     }
+    let c: FileConfig = serde_json::from_value(all).unwrap();
     Arc::new(c.parse_config().compile("file").unwrap())
 }
 
@@ -73,17 +71,6 @@ impl Driver {
         }
         out
     }
-}
-
-/// The values of records, as text.
-pub(super) fn texts(items: &[SourceItem]) -> Vec<String> {
-    items
-        .iter()
-        .map(|i| match i {
-            SourceItem::Record(r) => String::from_utf8(r.value.to_vec()).unwrap(),
-            SourceItem::Bad { error, .. } => format!("bad: {error}"),
-        })
-        .collect()
 }
 
 /// The distinct position streams of `items`, in first-seen order.

@@ -9,7 +9,7 @@ mod fields;
 mod tests;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use brook_engine::format::{Format, FormatSpec};
@@ -141,13 +141,6 @@ impl Generator {
     }
 }
 
-/// Milliseconds since the epoch now.
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 #[async_trait]
 impl Source for Generator {
     fn format(&self) -> FormatSpec {
@@ -200,7 +193,7 @@ impl Source for Generator {
                 }
             }
         };
-        let now = now_ms();
+        let now = brook_broker::broker::now_ms();
         let items = (self.next..self.next + n as u64)
             .map(|seq| SourceItem::Record(self.record(seq, now)))
             .collect();

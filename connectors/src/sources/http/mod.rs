@@ -107,7 +107,7 @@ impl Source for HttpSource {
             "http:{}:{}-{}-{run}",
             self.name,
             std::process::id(),
-            crate::runtime::source_runner::now_ms()
+            brook_broker::broker::now_ms()
         );
         self.rx = Some(ingress().register(&self.name, self.config.queue_requests, self.config.max_body_bytes));
         Ok(())

@@ -202,6 +202,6 @@ impl Source for StdinSource {
     }
 
     fn parse_line(&self, line: &[u8]) -> Option<Result<bytes::Bytes, String>> {
-        Some(self.parser.parse(line, None))
+        Some(self.parser.parse(&bytes::Bytes::copy_from_slice(line), None))
     }
 }

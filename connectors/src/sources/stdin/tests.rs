@@ -10,21 +10,12 @@ use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 
 use super::*;
 use crate::compliance::{check_source, SourceUnderTest};
+use crate::sources::texts;
 
 fn source(config: serde_json::Value, input: impl AsyncRead + Send + Unpin + 'static) -> StdinSource {
     let config: StdinConfig = serde_json::from_value(config).unwrap();
     let parser = Arc::new(config.parse_config().compile(TYPE).unwrap());
     StdinSource::new(parser, Some(Box::new(input)))
-}
-
-fn texts(items: &[SourceItem]) -> Vec<String> {
-    items
-        .iter()
-        .map(|i| match i {
-            SourceItem::Record(r) => String::from_utf8(r.value.to_vec()).unwrap(),
-            SourceItem::Bad { error, .. } => format!("bad: {error}"),
-        })
-        .collect()
 }
 
 #[tokio::test]
