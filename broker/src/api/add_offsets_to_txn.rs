@@ -11,13 +11,9 @@ use crate::broker::{now_ms, Broker};
 use crate::group::offsets::OFFSETS_TOPIC;
 use crate::txn;
 
-/// The first version whose clients understand PRODUCER_FENCED (KIP-588).
-const PRODUCER_FENCED_VERSION: i16 = 2;
-
 /// Adds the group's offsets partition to the transaction; answers once the change is durable.
 pub fn handle(broker: &Arc<Broker>, request: AddOffsetsToTxnRequest, version: i16) -> Reply {
     let partition = broker.groups.offsets.partition_of(request.group_id.0.as_str()) as i32;
-    let knows_fenced = version >= PRODUCER_FENCED_VERSION;
     let waiting = broker.txns.add_partitions(
         broker,
         request.transactional_id.0.as_str(),
@@ -26,17 +22,9 @@ pub fn handle(broker: &Arc<Broker>, request: AddOffsetsToTxnRequest, version: i1
         BTreeSet::from([(OFFSETS_TOPIC.to_string(), partition)]),
         now_ms(),
     );
-    let answer = |code: i16| ResponseKind::AddOffsetsToTxn(AddOffsetsToTxnResponse::default().with_error_code(code));
-    match waiting {
-        Err(e) => Reply::Now(Box::new(answer(txn::error_code(&e, knows_fenced)))),
-        Ok(waiting) => Reply::Later(Box::pin(async move {
-            let code = match waiting.await {
-                Ok(()) => 0,
-                Err(e) => txn::error_code(&e, knows_fenced),
-            };
-            Some(answer(code))
-        })),
-    }
+    txn::reply_with_code(waiting, version >= txn::PRODUCER_FENCED_VERSION, |code| {
+        ResponseKind::AddOffsetsToTxn(AddOffsetsToTxnResponse::default().with_error_code(code))
+    })
 }
 
 #[cfg(test)]

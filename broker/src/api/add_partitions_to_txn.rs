@@ -19,9 +19,6 @@ use super::Reply;
 use crate::broker::{now_ms, Broker};
 use crate::txn::{self, TopicPartition};
 
-/// The first version whose clients understand PRODUCER_FENCED (KIP-588).
-const PRODUCER_FENCED_VERSION: i16 = 2;
-
 /// Adds the request's partitions to its transaction; answers once the change is durable.
 pub fn handle(broker: &Arc<Broker>, request: AddPartitionsToTxnRequest, version: i16) -> Reply {
     let topics: Vec<(TopicName, Vec<i32>)> = request
@@ -44,7 +41,6 @@ pub fn handle(broker: &Arc<Broker>, request: AddPartitionsToTxnRequest, version:
         .iter()
         .flat_map(|(name, ps)| ps.iter().map(|&p| (name.0.to_string(), p)))
         .collect();
-    let knows_fenced = version >= PRODUCER_FENCED_VERSION;
     let waiting = broker.txns.add_partitions(
         broker,
         request.v3_and_below_transactional_id.0.as_str(),
@@ -53,16 +49,9 @@ pub fn handle(broker: &Arc<Broker>, request: AddPartitionsToTxnRequest, version:
         partitions,
         now_ms(),
     );
-    match waiting {
-        Err(e) => now(response(&topics, |_, _| txn::error_code(&e, knows_fenced))),
-        Ok(waiting) => Reply::Later(Box::pin(async move {
-            let code = match waiting.await {
-                Ok(()) => 0,
-                Err(e) => txn::error_code(&e, knows_fenced),
-            };
-            Some(ResponseKind::AddPartitionsToTxn(response(&topics, |_, _| code)))
-        })),
-    }
+    txn::reply_with_code(waiting, version >= txn::PRODUCER_FENCED_VERSION, move |code| {
+        ResponseKind::AddPartitionsToTxn(response(&topics, |_, _| code))
+    })
 }
 
 /// Every requested partition with its code, in request order.

@@ -10,12 +10,8 @@ use super::Reply;
 use crate::broker::{now_ms, Broker};
 use crate::txn;
 
-/// The first version whose clients understand PRODUCER_FENCED (KIP-588).
-const PRODUCER_FENCED_VERSION: i16 = 2;
-
 /// Ends the transaction; answers once the decision is durable.
 pub fn handle(broker: &Arc<Broker>, request: EndTxnRequest, version: i16) -> Reply {
-    let knows_fenced = version >= PRODUCER_FENCED_VERSION;
     let waiting = broker.txns.end_txn(
         broker,
         request.transactional_id.0.as_str(),
@@ -24,20 +20,12 @@ pub fn handle(broker: &Arc<Broker>, request: EndTxnRequest, version: i16) -> Rep
         request.committed,
         now_ms(),
     );
-    let answer = |code: i16| ResponseKind::EndTxn(EndTxnResponse::default().with_error_code(code));
-    match waiting {
-        Err(e) => {
-            tracing::debug!(transactional_id = %request.transactional_id.0, error = %e, "EndTxn refused");
-            Reply::Now(Box::new(answer(txn::error_code(&e, knows_fenced))))
-        }
-        Ok(waiting) => Reply::Later(Box::pin(async move {
-            let code = match waiting.await {
-                Ok(()) => 0,
-                Err(e) => txn::error_code(&e, knows_fenced),
-            };
-            Some(answer(code))
-        })),
+    if let Err(e) = &waiting {
+        tracing::debug!(transactional_id = %request.transactional_id.0, error = %e, "EndTxn refused");
     }
+    txn::reply_with_code(waiting, version >= txn::PRODUCER_FENCED_VERSION, |code| {
+        ResponseKind::EndTxn(EndTxnResponse::default().with_error_code(code))
+    })
 }
 
 #[cfg(test)]

@@ -9,19 +9,17 @@ use kafka_protocol::ResponseError;
 
 use super::Reply;
 use crate::broker::{now_ms, Broker};
-use crate::group::offsets::{coordinator_error_code, membership, record, CommitEntry};
+use crate::group::offsets::{coordinator_error_code, membership, record, Appended, CommitEntry};
 
 /// `retention_time_ms` meaning "the broker's retention" (OffsetCommit v2-4).
 const DEFAULT_RETENTION_TIME_MS: i64 = -1;
 
 /// Validates the group and every partition, appends the accepted offsets now, and answers once
 /// they are durable; each partition gets its own error code.
-pub fn handle(broker: &Arc<Broker>, request: OffsetCommitRequest, version: i16) -> Reply {
+pub fn handle(broker: &Arc<Broker>, mut request: OffsetCommitRequest, version: i16) -> Reply {
     let group = request.group_id.0.as_str();
     let now = now_ms();
-    let group_error = if group.is_empty() || group.len() > record::MAX_STRING_BYTES {
-        Err(ResponseError::InvalidGroupId.code())
-    } else {
+    let group_error = check_group(group, || {
         membership::validate_commit(
             &broker.groups,
             group,
@@ -30,80 +28,168 @@ pub fn handle(broker: &Arc<Broker>, request: OffsetCommitRequest, version: i16) 
             request.group_instance_id.as_deref(),
             version,
         )
-    };
+    });
     // Kafka honours an explicit retention only up to v4, where the field exists.
     let expire_timestamp_ms = (version <= 4 && request.retention_time_ms != DEFAULT_RETENTION_TIME_MS)
         .then(|| now.saturating_add(request.retention_time_ms));
-    let offsets = &broker.groups.offsets;
-    let mut entries = Vec::new();
-    // (topic index, partition index) of every entry, to report a failed write.
-    let mut slots = Vec::new();
-    let mut topics = Vec::with_capacity(request.topics.len());
-    for (ti, topic) in request.topics.iter().enumerate() {
-        let name = topic.name.0.as_str();
-        let mut partitions = Vec::with_capacity(topic.partitions.len());
-        for (pi, p) in topic.partitions.iter().enumerate() {
-            let metadata = p.committed_metadata.as_deref().unwrap_or("");
-            let code = if let Err(code) = group_error {
-                code
-            } else if broker.topics.log(name, p.partition_index).is_err() {
-                ResponseError::UnknownTopicOrPartition.code()
-            } else if offsets.metadata_too_large(metadata) {
-                ResponseError::OffsetMetadataTooLarge.code()
-            } else {
-                entries.push(CommitEntry {
-                    topic: name.to_string(),
-                    partition: p.partition_index,
-                    offset: p.committed_offset,
-                    leader_epoch: p.committed_leader_epoch,
-                    metadata: metadata.to_string(),
-                    expire_timestamp_ms,
+    let checked = CheckedCommit::new(
+        broker,
+        group_error,
+        expire_timestamp_ms,
+        request.topics.iter().map(|t| {
+            let partitions = t.partitions.iter().map(|p| PartitionCommit {
+                index: p.partition_index,
+                offset: p.committed_offset,
+                leader_epoch: p.committed_leader_epoch,
+                metadata: p.committed_metadata.as_deref(),
+            });
+            (t.name.0.as_str(), partitions.collect())
+        }),
+    );
+    let topics = std::mem::take(&mut request.topics);
+    let respond = move |codes: Vec<Vec<i16>>| {
+        let topics = topics
+            .into_iter()
+            .zip(codes)
+            .map(|(t, codes)| {
+                let partitions = t.partitions.iter().zip(codes).map(|(p, code)| {
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code)
                 });
-                slots.push((ti, pi));
-                0
-            };
-            partitions.push(
-                OffsetCommitResponsePartition::default()
-                    .with_partition_index(p.partition_index)
-                    .with_error_code(code),
-            );
-        }
-        topics.push(
-            OffsetCommitResponseTopic::default()
-                .with_name(topic.name.clone())
-                .with_partitions(partitions),
-        );
-    }
-    let mut response = OffsetCommitResponse::default().with_topics(topics);
-    if entries.is_empty() {
-        return Reply::Now(Box::new(ResponseKind::OffsetCommit(response)));
-    }
-    let fail = |response: &mut OffsetCommitResponse, slots: &[(usize, usize)], e: &crate::Error| {
-        tracing::warn!(group = %request.group_id.0, error = %e, "offset commit failed");
-        let code = coordinator_error_code(e);
-        for &(ti, pi) in slots {
-            response.topics[ti].partitions[pi].error_code = code;
-        }
+                OffsetCommitResponseTopic::default()
+                    .with_name(t.name)
+                    .with_partitions(partitions.collect())
+            })
+            .collect();
+        ResponseKind::OffsetCommit(OffsetCommitResponse::default().with_topics(topics))
     };
-    let appended = match offsets.begin_commit(group, entries, now) {
-        Ok(appended) => appended,
-        Err(e) => {
-            fail(&mut response, &slots, &e);
-            return Reply::Now(Box::new(ResponseKind::OffsetCommit(response)));
-        }
-    };
-    let broker = broker.clone();
-    let group_id = request.group_id.0.clone();
-    Reply::Later(Box::pin(async move {
-        if let Err(e) = broker.groups.offsets.finish(appended).await {
-            tracing::error!(group = %group_id, error = %e, "offset commit not durable");
-            let code = coordinator_error_code(&e);
-            for (ti, pi) in slots {
-                response.topics[ti].partitions[pi].error_code = code;
+    checked.write(
+        broker,
+        group,
+        |entries| {
+            broker.groups.offsets.begin_commit(group, entries, now).map_err(|e| {
+                tracing::warn!(group, error = %e, "offset commit failed");
+                coordinator_error_code(&e)
+            })
+        },
+        respond,
+    )
+}
+
+/// The group's own check for a commit: an empty or oversized group id is INVALID_GROUP_ID, any
+/// other group is asked of `validate` (the membership rules).
+pub(super) fn check_group(group: &str, validate: impl FnOnce() -> Result<(), i16>) -> Result<(), i16> {
+    if group.is_empty() || group.len() > record::MAX_STRING_BYTES {
+        return Err(ResponseError::InvalidGroupId.code());
+    }
+    validate()
+}
+
+/// One partition of a commit request (OffsetCommit or TxnOffsetCommit).
+pub(super) struct PartitionCommit<'a> {
+    /// The partition index.
+    pub index: i32,
+    /// The committed offset.
+    pub offset: i64,
+    /// The leader epoch of the last consumed record, or -1.
+    pub leader_epoch: i32,
+    /// The client's metadata, if any.
+    pub metadata: Option<&'a str>,
+}
+
+/// A commit request checked partition by partition, as both commit APIs check it.
+pub(super) struct CheckedCommit {
+    /// Every partition's error code, by topic, in request order.
+    codes: Vec<Vec<i16>>,
+    /// The offsets that passed every check.
+    entries: Vec<CommitEntry>,
+    /// (topic index, partition index) of every entry.
+    slots: Vec<(usize, usize)>,
+}
+
+impl CheckedCommit {
+    /// Kafka's checks, in its order: the group (`group_error`), then whether the partition
+    /// exists, then whether its metadata fits `offset.metadata.max.bytes`. `topics` holds each
+    /// topic's name and partitions, in request order.
+    pub(super) fn new<'a>(
+        broker: &Broker,
+        group_error: Result<(), i16>,
+        expire_timestamp_ms: Option<i64>,
+        topics: impl Iterator<Item = (&'a str, Vec<PartitionCommit<'a>>)>,
+    ) -> CheckedCommit {
+        let offsets = &broker.groups.offsets;
+        let mut checked = CheckedCommit {
+            codes: Vec::new(),
+            entries: Vec::new(),
+            slots: Vec::new(),
+        };
+        for (ti, (topic, partitions)) in topics.enumerate() {
+            let mut codes = Vec::with_capacity(partitions.len());
+            for (pi, p) in partitions.into_iter().enumerate() {
+                let metadata = p.metadata.unwrap_or("");
+                let code = if let Err(code) = group_error {
+                    code
+                } else if broker.topics.log(topic, p.index).is_err() {
+                    ResponseError::UnknownTopicOrPartition.code()
+                } else if offsets.metadata_too_large(metadata) {
+                    ResponseError::OffsetMetadataTooLarge.code()
+                } else {
+                    checked.entries.push(CommitEntry {
+                        topic: topic.to_string(),
+                        partition: p.index,
+                        offset: p.offset,
+                        leader_epoch: p.leader_epoch,
+                        metadata: metadata.to_string(),
+                        expire_timestamp_ms,
+                    });
+                    checked.slots.push((ti, pi));
+                    0
+                };
+                codes.push(code);
             }
+            checked.codes.push(codes);
         }
-        Some(ResponseKind::OffsetCommit(response))
-    }))
+        checked
+    }
+
+    /// Appends the accepted offsets now with `begin` (which answers a refusal with its code) and
+    /// answers through `respond` with every partition's code: at once when nothing was written
+    /// or the write was refused, else once the offsets are durable.
+    pub(super) fn write(
+        mut self,
+        broker: &Arc<Broker>,
+        group: &str,
+        begin: impl FnOnce(Vec<CommitEntry>) -> Result<Appended, i16>,
+        respond: impl FnOnce(Vec<Vec<i16>>) -> ResponseKind + Send + 'static,
+    ) -> Reply {
+        if self.entries.is_empty() {
+            return Reply::Now(Box::new(respond(self.codes)));
+        }
+        let appended = match begin(std::mem::take(&mut self.entries)) {
+            Ok(appended) => appended,
+            Err(code) => {
+                self.fail(code);
+                return Reply::Now(Box::new(respond(self.codes)));
+            }
+        };
+        let broker = broker.clone();
+        let group = group.to_string();
+        Reply::Later(Box::pin(async move {
+            if let Err(e) = broker.groups.offsets.finish(appended).await {
+                tracing::error!(group = %group, error = %e, "offset commit not durable");
+                self.fail(coordinator_error_code(&e));
+            }
+            Some(respond(self.codes))
+        }))
+    }
+
+    /// Gives every accepted partition `code`: their write failed.
+    fn fail(&mut self, code: i16) {
+        for &(ti, pi) in &self.slots {
+            self.codes[ti][pi] = code;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use crate::broker::Broker;
-use crate::group::offsets::membership;
+use crate::group::offsets::{membership, OffsetValue};
 
 /// The committed offset reported for a partition without one.
 const NO_OFFSET: i64 = -1;
@@ -140,51 +140,30 @@ fn answer_group(
         };
     }
     let offsets = &broker.groups.offsets;
-    let unstable = |topic: &str, index: i32| require_stable && offsets.has_pending_txn(group, topic, index);
+    // Pending first, value after: a transaction that completes in between has applied its
+    // offset by the time it is read.
+    let read = |topic: &str, index: i32| {
+        if require_stable && offsets.has_pending_txn(group, topic, index) {
+            return PartitionAnswer::new(index, None, ResponseError::UnstableOffsetCommit.code());
+        }
+        PartitionAnswer::new(index, offsets.fetch(group, topic, index), 0)
+    };
     let topics = match topics {
         Some(topics) => topics
             .into_iter()
             .map(|(name, indexes)| {
-                let partitions = indexes
-                    .into_iter()
-                    .map(|index| {
-                        if unstable(name.0.as_str(), index) {
-                            return unstable_answer(index);
-                        }
-                        match offsets.fetch(group, name.0.as_str(), index) {
-                            Some(v) => PartitionAnswer {
-                                index,
-                                offset: v.offset,
-                                leader_epoch: v.leader_epoch,
-                                metadata: v.metadata,
-                                error_code: 0,
-                            },
-                            None => PartitionAnswer {
-                                index,
-                                offset: NO_OFFSET,
-                                leader_epoch: NO_LEADER_EPOCH,
-                                metadata: String::new(),
-                                error_code: 0,
-                            },
-                        }
-                    })
-                    .collect();
+                let partitions = indexes.into_iter().map(|index| read(name.0.as_str(), index)).collect();
                 (name, partitions)
             })
             .collect(),
         None => {
             let mut by_topic: Vec<(TopicName, Vec<PartitionAnswer>)> = Vec::new();
             for (topic, index, v) in offsets.fetch_all(group) {
-                let answer = if unstable(&topic, index) {
-                    unstable_answer(index)
+                // With require_stable the value is read again after the pending check.
+                let answer = if require_stable {
+                    read(&topic, index)
                 } else {
-                    PartitionAnswer {
-                        index,
-                        offset: v.offset,
-                        leader_epoch: v.leader_epoch,
-                        metadata: v.metadata,
-                        error_code: 0,
-                    }
+                    PartitionAnswer::new(index, Some(v), 0)
                 };
                 // fetch_all is ordered by topic, so a topic's partitions are adjacent.
                 match by_topic.last_mut() {
@@ -198,14 +177,25 @@ fn answer_group(
     GroupAnswer { error_code: 0, topics }
 }
 
-/// A partition whose offset an open transaction is about to change.
-fn unstable_answer(index: i32) -> PartitionAnswer {
-    PartitionAnswer {
-        index,
-        offset: NO_OFFSET,
-        leader_epoch: NO_LEADER_EPOCH,
-        metadata: String::new(),
-        error_code: ResponseError::UnstableOffsetCommit.code(),
+impl PartitionAnswer {
+    /// A partition's committed offset, or the answer for none (also given with an error).
+    fn new(index: i32, committed: Option<OffsetValue>, error_code: i16) -> PartitionAnswer {
+        match committed {
+            Some(v) => PartitionAnswer {
+                index,
+                offset: v.offset,
+                leader_epoch: v.leader_epoch,
+                metadata: v.metadata,
+                error_code,
+            },
+            None => PartitionAnswer {
+                index,
+                offset: NO_OFFSET,
+                leader_epoch: NO_LEADER_EPOCH,
+                metadata: String::new(),
+                error_code,
+            },
+        }
     }
 }
 

@@ -15,22 +15,21 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::{ResponseKind, TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 use kafka_protocol::ResponseError;
 
+use super::offset_commit::{check_group, CheckedCommit, PartitionCommit};
 use super::Reply;
 use crate::broker::{now_ms, Broker};
 use crate::error::Error;
-use crate::group::offsets::{coordinator_error_code, membership, record, CommitEntry, OFFSETS_TOPIC};
+use crate::group::offsets::{coordinator_error_code, membership, OFFSETS_TOPIC};
 use crate::txn;
 
 /// The first version that may answer TRANSACTION_ABORTABLE (KIP-890).
 const TRANSACTION_ABORTABLE_VERSION: i16 = 4;
 
 /// Validates the commit, appends the accepted offsets now, and answers once they are durable.
-pub fn handle(broker: &Arc<Broker>, request: TxnOffsetCommitRequest, version: i16) -> Reply {
+pub fn handle(broker: &Arc<Broker>, mut request: TxnOffsetCommitRequest, version: i16) -> Reply {
     let group = request.group_id.0.as_str();
     let offsets = &broker.groups.offsets;
-    let group_error = if group.is_empty() || group.len() > record::MAX_STRING_BYTES {
-        Err(ResponseError::InvalidGroupId.code())
-    } else {
+    let group_error = check_group(group, || {
         membership::validate_txn_commit(
             &broker.groups,
             group,
@@ -38,86 +37,64 @@ pub fn handle(broker: &Arc<Broker>, request: TxnOffsetCommitRequest, version: i1
             request.generation_id,
             request.group_instance_id.as_deref(),
         )
-    };
-    let mut entries = Vec::new();
-    // (topic index, partition index) of every entry, to report the outcome of the write.
-    let mut slots = Vec::new();
-    let mut topics = Vec::with_capacity(request.topics.len());
-    for (ti, topic) in request.topics.iter().enumerate() {
-        let name = topic.name.0.as_str();
-        let mut partitions = Vec::with_capacity(topic.partitions.len());
-        for (pi, p) in topic.partitions.iter().enumerate() {
-            let metadata = p.committed_metadata.as_deref().unwrap_or("");
-            let code = if let Err(code) = group_error {
-                code
-            } else if broker.topics.log(name, p.partition_index).is_err() {
-                ResponseError::UnknownTopicOrPartition.code()
-            } else if offsets.metadata_too_large(metadata) {
-                ResponseError::OffsetMetadataTooLarge.code()
-            } else {
-                entries.push(CommitEntry {
-                    topic: name.to_string(),
-                    partition: p.partition_index,
-                    offset: p.committed_offset,
-                    leader_epoch: p.committed_leader_epoch,
-                    metadata: metadata.to_string(),
-                    expire_timestamp_ms: None,
-                });
-                slots.push((ti, pi));
-                0
-            };
-            partitions.push(
-                TxnOffsetCommitResponsePartition::default()
-                    .with_partition_index(p.partition_index)
-                    .with_error_code(code),
-            );
-        }
-        topics.push(
-            TxnOffsetCommitResponseTopic::default()
-                .with_name(topic.name.clone())
-                .with_partitions(partitions),
-        );
-    }
-    let mut response = TxnOffsetCommitResponse::default().with_topics(topics);
-    if entries.is_empty() {
-        return now(response);
-    }
-    let set = |response: &mut TxnOffsetCommitResponse, slots: &[(usize, usize)], code: i16| {
-        for &(ti, pi) in slots {
-            response.topics[ti].partitions[pi].error_code = code;
-        }
-    };
-    let offsets_partition = (OFFSETS_TOPIC.to_string(), offsets.partition_of(group) as i32);
-    let now_ms = now_ms();
-    let written = broker.txns.with_verified(
-        request.transactional_id.0.as_str(),
-        request.producer_id.0,
-        request.producer_epoch,
-        &offsets_partition,
-        || offsets.begin_txn_commit(group, request.producer_id.0, request.producer_epoch, entries, now_ms),
+    });
+    let checked = CheckedCommit::new(
+        broker,
+        group_error,
+        None,
+        request.topics.iter().map(|t| {
+            let partitions = t.partitions.iter().map(|p| PartitionCommit {
+                index: p.partition_index,
+                offset: p.committed_offset,
+                leader_epoch: p.committed_leader_epoch,
+                metadata: p.committed_metadata.as_deref(),
+            });
+            (t.name.0.as_str(), partitions.collect())
+        }),
     );
-    let appended = match written {
-        Err(e) => {
-            tracing::debug!(transactional_id = %request.transactional_id.0, group, error = %e, "TxnOffsetCommit refused");
-            set(&mut response, &slots, transaction_error_code(&e, version));
-            return now(response);
-        }
-        Ok(Err(e)) => {
-            tracing::warn!(group, error = %e, "transactional offset commit failed");
-            set(&mut response, &slots, coordinator_error_code(&e));
-            return now(response);
-        }
-        Ok(Ok(appended)) => appended,
+    let topics = std::mem::take(&mut request.topics);
+    let respond = move |codes: Vec<Vec<i16>>| {
+        let topics = topics
+            .into_iter()
+            .zip(codes)
+            .map(|(t, codes)| {
+                let partitions = t.partitions.iter().zip(codes).map(|(p, code)| {
+                    TxnOffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code)
+                });
+                TxnOffsetCommitResponseTopic::default()
+                    .with_name(t.name)
+                    .with_partitions(partitions.collect())
+            })
+            .collect();
+        ResponseKind::TxnOffsetCommit(TxnOffsetCommitResponse::default().with_topics(topics))
     };
-    let broker = broker.clone();
-    let group_id = request.group_id.0.clone();
-    Reply::Later(Box::pin(async move {
-        if let Err(e) = broker.groups.offsets.finish(appended).await {
-            tracing::error!(group = %group_id, error = %e, "transactional offset commit not durable");
-            set(&mut response, &slots, coordinator_error_code(&e));
+    let transactional_id = request.transactional_id.0.as_str();
+    let (producer_id, producer_epoch) = (request.producer_id.0, request.producer_epoch);
+    let offsets_partition = (OFFSETS_TOPIC.to_string(), offsets.partition_of(group) as i32);
+    let begin = |entries| {
+        let now_ms = now_ms();
+        let written = broker.txns.with_verified(
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            &offsets_partition,
+            || offsets.begin_txn_commit(group, producer_id, producer_epoch, entries, now_ms),
+        );
+        match written {
+            Err(e) => {
+                tracing::debug!(transactional_id, group, error = %e, "TxnOffsetCommit refused");
+                Err(transaction_error_code(&e, version))
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(group, error = %e, "transactional offset commit failed");
+                Err(coordinator_error_code(&e))
+            }
+            Ok(Ok(appended)) => Ok(appended),
         }
-        Some(ResponseKind::TxnOffsetCommit(response))
-    }))
+    };
+    checked.write(broker, group, begin, respond)
 }
 
 /// The code for a refusal by the transaction coordinator. As Kafka's verification answers
@@ -130,10 +107,6 @@ fn transaction_error_code(e: &Error, version: i16) -> i16 {
         }
         other => txn::error_code(other, false),
     }
-}
-
-fn now(response: TxnOffsetCommitResponse) -> Reply {
-    Reply::Now(Box::new(ResponseKind::TxnOffsetCommit(response)))
 }
 
 #[cfg(test)]

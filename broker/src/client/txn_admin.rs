@@ -18,16 +18,7 @@ use super::{check_code, remote_error};
 use crate::error::{Error, Result};
 
 /// The transaction states Kafka's coordinator reports, for ListTransactions filters.
-pub const TRANSACTION_STATES: &[&str] = &[
-    "Empty",
-    "Ongoing",
-    "PrepareCommit",
-    "PrepareAbort",
-    "CompleteCommit",
-    "CompleteAbort",
-    "Dead",
-    "PrepareEpochFence",
-];
+pub const TRANSACTION_STATES: &[&str] = crate::txn::state::STATE_NAMES;
 /// The most transactional ids one `describe_transactions` call takes.
 pub const MAX_DESCRIBED_TRANSACTIONS: usize = 10_000;
 

@@ -22,6 +22,7 @@
 //! `offset.metadata.max.bytes`. Expiry (`offsets.retention.minutes`) removes the entries of
 //! empty groups, which bounds what abandoned groups cost over time.
 
+pub(crate) mod internal_topic;
 pub mod membership;
 pub mod record;
 #[cfg(test)]
@@ -37,9 +38,10 @@ use kafka_protocol::ResponseError;
 use crate::broker::now_ms;
 use crate::config::BrokerConfig;
 use crate::error::{Error, Result};
-use crate::log::batch::{self, EncodeOptions, NewRecord};
-use crate::log::{AppendOptions, PartitionLog, MAX_DECODED_BATCH_BYTES};
-use crate::topics::{Topics, MAX_PARTITIONS};
+use crate::log::batch::{self, BatchHeader, EncodeOptions, NewRecord};
+use crate::log::{txn::parse_marker, PartitionLog, MAX_DECODED_BATCH_BYTES};
+use crate::topics::Topics;
+use internal_topic::Batch;
 pub use record::{partition_for, OffsetValue};
 use txn::{Committed, OpenTxns};
 
@@ -47,8 +49,6 @@ use txn::{Committed, OpenTxns};
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// Segment size of the offsets topic (Kafka's `offsets.topic.segment.bytes` default).
 pub const OFFSETS_SEGMENT_BYTES: &str = "104857600";
-/// Bytes read from the log at a time while loading.
-const LOAD_READ_BYTES: usize = 1 << 20;
 
 /// One offset to commit for one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,19 +124,13 @@ impl OffsetStore {
     /// Creates `__consumer_offsets` if absent (`offsets.topic.num.partitions` partitions, compacted)
     /// and loads every committed offset from it, replaying each partition from start to end.
     pub fn open(topics: &Topics, config: &BrokerConfig) -> Result<OffsetStore> {
-        let topic = match topics.get(OFFSETS_TOPIC) {
-            Some(topic) => topic,
-            None => {
-                let count = config
-                    .long("offsets.topic.num.partitions")
-                    .clamp(1, i64::from(MAX_PARTITIONS)) as i32;
-                let configs = BTreeMap::from([
-                    ("cleanup.policy".to_string(), "compact".to_string()),
-                    ("segment.bytes".to_string(), OFFSETS_SEGMENT_BYTES.to_string()),
-                ]);
-                topics.create(config, OFFSETS_TOPIC, count, configs, false)?
-            }
-        };
+        let topic = internal_topic::open_or_create(
+            topics,
+            config,
+            OFFSETS_TOPIC,
+            "offsets.topic.num.partitions",
+            OFFSETS_SEGMENT_BYTES,
+        )?;
         let logs = topic.partitions();
         let mut groups = Groups::new();
         let mut open_txns = Vec::with_capacity(logs.len());
@@ -198,28 +192,35 @@ impl OffsetStore {
     /// Appends a commit now (fixing its order among writes) without waiting for it to be durable;
     /// [`OffsetStore::finish`] waits and makes it visible.
     pub fn begin_commit(&self, group: &str, entries: Vec<CommitEntry>, now_ms: i64) -> Result<Appended> {
-        let mut changes = Vec::with_capacity(entries.len());
-        for e in entries {
-            if self.metadata_too_large(&e.metadata) {
-                return Err(Error::OffsetMetadataTooLarge {
-                    size_bytes: e.metadata.len(),
-                    limit_bytes: self.metadata_max_bytes,
-                });
-            }
-            changes.push(Change {
-                group: group.to_string(),
-                topic: e.topic,
-                partition: e.partition,
-                value: Some(OffsetValue {
-                    offset: e.offset,
-                    leader_epoch: e.leader_epoch,
-                    metadata: e.metadata,
-                    commit_timestamp_ms: now_ms,
-                    expire_timestamp_ms: e.expire_timestamp_ms,
-                }),
-            });
-        }
+        let changes = self.changes(group, entries, now_ms)?;
         self.append(self.partition_of(group), changes, now_ms)
+    }
+
+    /// The changes a commit makes; metadata longer than `offset.metadata.max.bytes` is refused.
+    fn changes(&self, group: &str, entries: Vec<CommitEntry>, now_ms: i64) -> Result<Vec<Change>> {
+        entries
+            .into_iter()
+            .map(|e| {
+                if self.metadata_too_large(&e.metadata) {
+                    return Err(Error::OffsetMetadataTooLarge {
+                        size_bytes: e.metadata.len(),
+                        limit_bytes: self.metadata_max_bytes,
+                    });
+                }
+                Ok(Change {
+                    group: group.to_string(),
+                    topic: e.topic,
+                    partition: e.partition,
+                    value: Some(OffsetValue {
+                        offset: e.offset,
+                        leader_epoch: e.leader_epoch,
+                        metadata: e.metadata,
+                        commit_timestamp_ms: now_ms,
+                        expire_timestamp_ms: e.expire_timestamp_ms,
+                    }),
+                })
+            })
+            .collect()
     }
 
     /// Waits until an appended batch is durable, then applies it (and every earlier batch of its
@@ -244,7 +245,8 @@ impl OffsetStore {
     /// Appends a transactional commit (TxnOffsetCommit) of a producer now, as a transactional
     /// batch of that producer, and holds its offsets aside until the transaction's marker lands
     /// in this partition ([`OffsetStore::complete_txn`]). [`OffsetStore::finish`] waits for it
-    /// to be durable. The caller checks the group, the partitions and the transaction.
+    /// to be durable. The caller checks the group, the partitions and the transaction; the
+    /// entries carry no expiry (TxnOffsetCommit has none).
     pub fn begin_txn_commit(
         &self,
         group: &str,
@@ -260,40 +262,14 @@ impl OffsetStore {
                 end_offset: 0,
             });
         }
-        let mut records = Vec::with_capacity(entries.len());
-        let mut values = Vec::with_capacity(entries.len());
-        for e in entries {
-            if self.metadata_too_large(&e.metadata) {
-                return Err(Error::OffsetMetadataTooLarge {
-                    size_bytes: e.metadata.len(),
-                    limit_bytes: self.metadata_max_bytes,
-                });
-            }
-            let value = OffsetValue {
-                offset: e.offset,
-                leader_epoch: e.leader_epoch,
-                metadata: e.metadata,
-                commit_timestamp_ms: now_ms,
-                expire_timestamp_ms: None,
-            };
-            records.push(NewRecord {
-                timestamp_ms: now_ms,
-                key: Some(record::encode_offset_key(group, &e.topic, e.partition)?),
-                value: Some(record::encode_offset_value(&value)?),
-                headers: Vec::new(),
-            });
-            values.push((e.topic, e.partition, value));
-        }
+        let changes = self.changes(group, entries, now_ms)?;
+        let records = records(&changes, now_ms)?;
         let log = &self.logs[partition];
         // The queue lock orders this append among the partition's other writes.
         let _order = self.pending(partition);
         let mut open = lock(&self.open_txns[partition]);
-        open.check_room(producer_id, values.len())?;
-        let known = log
-            .producers()
-            .into_iter()
-            .find(|s| s.producer_id == producer_id)
-            .map(|s| (s.producer_epoch, s.last_sequence));
+        open.check_room(producer_id, changes.len())?;
+        let known = log.producer(producer_id).map(|s| (s.producer_epoch, s.last_sequence));
         let options = EncodeOptions {
             producer_id,
             producer_epoch,
@@ -301,26 +277,15 @@ impl OffsetStore {
             transactional: true,
             ..EncodeOptions::default()
         };
-        let batch = batch::encode_batch(&records, &options)?;
-        if batch.len() > self.max_batch_bytes {
-            return Err(Error::MessageTooLarge {
-                size_bytes: batch.len(),
-                max_bytes: self.max_batch_bytes,
-            });
-        }
-        let headers = batch::validate_batches(&batch)?;
-        let append = AppendOptions {
-            now_ms,
-            log_append_time: false,
-            leader_epoch: 0,
-        };
-        let info = log.append(batch, &headers, &append)?;
-        for (topic, p, value) in values {
-            let committed = Committed {
-                value,
-                batch_offset: info.base_offset,
-            };
-            open.add(producer_id, group.to_string(), topic, p, committed);
+        let info = Batch::encode(&records, &options, self.max_batch_bytes)?.append_to(log, now_ms)?;
+        for change in changes {
+            if let Some(value) = change.value {
+                let committed = Committed {
+                    value,
+                    batch_offset: info.base_offset,
+                };
+                open.add(producer_id, change.group, change.topic, change.partition, committed);
+            }
         }
         Ok(Appended {
             partition,
@@ -515,30 +480,13 @@ impl OffsetStore {
                 end_offset: 0,
             });
         }
-        let mut records = Vec::with_capacity(changes.len());
-        for c in &changes {
-            records.push(NewRecord {
-                timestamp_ms: now_ms,
-                key: Some(record::encode_offset_key(&c.group, &c.topic, c.partition)?),
-                value: c.value.as_ref().map(record::encode_offset_value).transpose()?,
-                headers: Vec::new(),
-            });
-        }
-        let batch = batch::encode_batch(&records, &EncodeOptions::default())?;
-        if batch.len() > self.max_batch_bytes {
-            return Err(Error::MessageTooLarge {
-                size_bytes: batch.len(),
-                max_bytes: self.max_batch_bytes,
-            });
-        }
-        let headers = batch::validate_batches(&batch)?;
-        let options = AppendOptions {
-            now_ms,
-            log_append_time: false,
-            leader_epoch: 0,
-        };
+        let batch = Batch::encode(
+            &records(&changes, now_ms)?,
+            &EncodeOptions::default(),
+            self.max_batch_bytes,
+        )?;
         let mut pending = self.pending(partition);
-        let info = self.logs[partition].append(batch, &headers, &options)?;
+        let info = batch.append_to(&self.logs[partition], now_ms)?;
         let end_offset = info.last_offset + 1;
         pending.push_back(Pending {
             end_offset,
@@ -566,6 +514,21 @@ pub fn coordinator_error_code(e: &Error) -> i16 {
         }
         _ => code,
     }
+}
+
+/// The records of some changes, as a batch of the offsets topic holds them.
+fn records(changes: &[Change], now_ms: i64) -> Result<Vec<NewRecord>> {
+    changes
+        .iter()
+        .map(|c| {
+            Ok(NewRecord {
+                timestamp_ms: now_ms,
+                key: Some(record::encode_offset_key(&c.group, &c.topic, c.partition)?),
+                value: c.value.as_ref().map(record::encode_offset_value).transpose()?,
+                headers: Vec::new(),
+            })
+        })
+        .collect()
 }
 
 fn tombstones(group: &str, keys: Vec<(String, i32)>) -> Vec<Change> {
@@ -618,60 +581,53 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// skipped with a log line. Transactional offsets are held in `open` until their producer's
 /// marker: applied on commit, dropped on abort; those without a marker yet stay held.
 fn load_partition(p: usize, log: &PartitionLog, groups: &mut Groups, open: &mut OpenTxns) -> Result<usize> {
-    let end = log.log_end_offset();
-    let mut offset = log.log_start_offset();
     let mut count = 0;
-    while offset < end {
-        let chunk = log.read(offset, LOAD_READ_BYTES, end)?;
-        let before = offset;
-        for item in batch::scan_headers(&chunk) {
-            let (position, header) = item?;
-            offset = offset.max(header.last_offset() + 1);
-            let bytes = &chunk[position..position + header.total_bytes()];
-            let decoded = batch::decode_records(bytes, MAX_DECODED_BATCH_BYTES)?;
-            if header.is_control() {
-                match decoded.first().and_then(txn::marker_commits) {
-                    Some(true) => {
-                        for ((group, topic, partition), committed) in open.take(header.producer_id) {
-                            apply_committed(groups, group, (topic, partition), committed);
-                        }
-                    }
-                    Some(false) => drop(open.take(header.producer_id)),
-                    None => {}
-                }
+    internal_topic::replay(log, "loading committed offsets", |header, bytes| {
+        if header.is_control() {
+            load_marker(p, header, bytes, groups, open);
+            return Ok(());
+        }
+        for r in batch::decode_records(bytes, MAX_DECODED_BATCH_BYTES)? {
+            count += 1;
+            let Some(change) = load_record(p, r) else {
                 continue;
-            }
-            for r in decoded {
-                count += 1;
-                if let Some(change) = load_record(p, r) {
-                    if header.is_transactional() {
-                        if let Some(value) = change.value {
-                            let committed = Committed {
-                                value,
-                                batch_offset: header.base_offset,
-                            };
-                            open.add(
-                                header.producer_id,
-                                change.group,
-                                change.topic,
-                                change.partition,
-                                committed,
-                            );
-                        }
-                    } else {
-                        apply(groups, change, header.base_offset);
-                    }
-                }
+            };
+            if !header.is_transactional() {
+                apply(groups, change, header.base_offset);
+            } else if let Some(value) = change.value {
+                let committed = Committed {
+                    value,
+                    batch_offset: header.base_offset,
+                };
+                open.add(
+                    header.producer_id,
+                    change.group,
+                    change.topic,
+                    change.partition,
+                    committed,
+                );
             }
         }
-        if offset == before {
-            return Err(Error::CorruptLog {
-                path: log.dir().display().to_string(),
-                reason: format!("no complete batch could be read at offset {offset} while loading committed offsets"),
-            });
+        Ok(())
+    })?;
+    Ok(count)
+}
+
+/// Applies (commit marker) or drops (abort marker) the offsets the marker's producer holds in
+/// `open`; other control records and unreadable markers are skipped, the latter with a log line.
+fn load_marker(p: usize, header: &BatchHeader, bytes: &[u8], groups: &mut Groups, open: &mut OpenTxns) {
+    match parse_marker(bytes) {
+        Ok(Some(marker)) if marker.commit => {
+            for ((group, topic, partition), committed) in open.take(header.producer_id) {
+                apply_committed(groups, group, (topic, partition), committed);
+            }
+        }
+        Ok(Some(_)) => drop(open.take(header.producer_id)),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(partition = p, offset = header.base_offset, error = %e, "skipped a __consumer_offsets control batch")
         }
     }
-    Ok(count)
 }
 
 /// The offset change a record holds; None for other record types and undecodable records.

@@ -28,6 +28,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::api::Reply;
 use crate::broker::{now_ms, Broker};
 use crate::config::BrokerConfig;
 use crate::error::{Error, Result};
@@ -38,6 +39,9 @@ pub use store::TXN_TOPIC;
 
 /// The coordinator epoch written into markers: a single node never changes coordinator.
 pub const COORDINATOR_EPOCH: i32 = 0;
+/// The first version of AddPartitionsToTxn, AddOffsetsToTxn and EndTxn whose clients understand
+/// PRODUCER_FENCED (KIP-588; InitProducerId's is 4).
+pub const PRODUCER_FENCED_VERSION: i16 = 2;
 
 /// A future that resolves once a change is durable (and what it answers).
 pub type Waiting<T> = Pin<Box<dyn Future<Output = Result<T>> + Send>>;
@@ -237,7 +241,7 @@ impl TransactionCoordinator {
         check_id(transactional_id)?;
         let mut txns = self.lock();
         let entry = known(&txns, transactional_id, producer_id)?;
-        let next = state::add_partitions(
+        let step = state::add_partitions(
             transactional_id,
             &entry.meta,
             entry.pending,
@@ -246,15 +250,9 @@ impl TransactionCoordinator {
             self.settings.max_partitions,
             now_ms,
         );
-        let next = match next {
-            Ok(Some(next)) => next,
-            Ok(None) => return Ok(Box::pin(async { Ok(()) })),
-            Err(e) => {
-                self.restart_stalled(broker, &mut txns, transactional_id);
-                return Err(e);
-            }
+        let Some((next, written)) = self.begin_step(broker, &mut txns, transactional_id, step, now_ms)? else {
+            return Ok(Box::pin(async { Ok(()) }));
         };
-        let written = self.begin(&mut txns, transactional_id, &next, now_ms)?;
         drop(txns);
         let broker = broker.clone();
         let id = transactional_id.to_string();
@@ -277,7 +275,7 @@ impl TransactionCoordinator {
         check_id(transactional_id)?;
         let mut txns = self.lock();
         let entry = known(&txns, transactional_id, producer_id)?;
-        let next = state::end_txn(
+        let step = state::end_txn(
             transactional_id,
             &entry.meta,
             entry.pending,
@@ -285,15 +283,9 @@ impl TransactionCoordinator {
             commit,
             now_ms,
         );
-        let next = match next {
-            Ok(Some(next)) => next,
-            Ok(None) => return Ok(Box::pin(async { Ok(()) })),
-            Err(e) => {
-                self.restart_stalled(broker, &mut txns, transactional_id);
-                return Err(e);
-            }
+        let Some((next, written)) = self.begin_step(broker, &mut txns, transactional_id, step, now_ms)? else {
+            return Ok(Box::pin(async { Ok(()) }));
         };
-        let written = self.begin(&mut txns, transactional_id, &next, now_ms)?;
         drop(txns);
         let broker = broker.clone();
         let id = transactional_id.to_string();
@@ -494,6 +486,28 @@ impl TransactionCoordinator {
         Ok(written)
     }
 
+    /// Begins the change a request's step asks for (None: the request changes nothing); when the
+    /// step is refused, restarts a completion the request found stalled. The caller holds the lock.
+    fn begin_step(
+        &self,
+        broker: &Arc<Broker>,
+        txns: &mut Txns,
+        transactional_id: &str,
+        step: Result<Option<TxnMetadata>>,
+        now_ms: i64,
+    ) -> Result<Option<(TxnMetadata, store::Written)>> {
+        let next = match step {
+            Ok(Some(next)) => next,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                self.restart_stalled(broker, txns, transactional_id);
+                return Err(e);
+            }
+        };
+        let written = self.begin(txns, transactional_id, &next, now_ms)?;
+        Ok(Some((next, written)))
+    }
+
     /// Waits until a begun change is durable and applies it: a Prepare state stays pending until
     /// its markers are written, Dead removes the id. On failure the durable state stays and the
     /// id's pending state becomes `on_failure`.
@@ -656,6 +670,25 @@ fn known<'a>(txns: &'a Txns, transactional_id: &str, producer_id: i64) -> Result
             transactional_id: transactional_id.to_string(),
             producer_id,
         })
+}
+
+/// Answers a transactional request whose answer is one error code: at once when the
+/// coordinator refused it, else once its change is durable.
+pub fn reply_with_code(
+    waiting: Result<Waiting<()>>,
+    knows_producer_fenced: bool,
+    answer: impl FnOnce(i16) -> kafka_protocol::messages::ResponseKind + Send + 'static,
+) -> Reply {
+    match waiting {
+        Err(e) => Reply::Now(Box::new(answer(error_code(&e, knows_producer_fenced)))),
+        Ok(waiting) => Reply::Later(Box::pin(async move {
+            let code = match waiting.await {
+                Ok(()) => 0,
+                Err(e) => error_code(&e, knows_producer_fenced),
+            };
+            Some(answer(code))
+        })),
+    }
 }
 
 /// The error code a transactional API answers for `e`. PRODUCER_FENCED becomes

@@ -16,13 +16,15 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::state::{TopicPartition, TxnMetadata, TxnState, NO_PRODUCER_EPOCH, NO_PRODUCER_ID};
 use crate::error::{Error, Result};
+pub use crate::group::offsets::internal_topic::MAX_STRING_BYTES;
+use crate::group::offsets::internal_topic::{put_string, Reader};
 
 /// The key's record type (Kafka's CoordinatorRecordType for TransactionLog).
 pub const KEY_VERSION: i16 = 0;
 /// The value version Brook writes (Kafka's, while transactions V2 is off).
 pub const VALUE_VERSION: i16 = 0;
-/// Longest string a non-flexible Kafka schema can hold (int16 length).
-pub const MAX_STRING_BYTES: usize = i16::MAX as usize;
+/// What the reader's errors name.
+const RECORD: &str = "__transaction_state record";
 
 /// Encodes a TransactionLogKey.
 pub fn encode_key(transactional_id: &str) -> Result<Bytes> {
@@ -34,7 +36,7 @@ pub fn encode_key(transactional_id: &str) -> Result<Bytes> {
 
 /// Decodes a TransactionLogKey; None for another record type, an error when truncated.
 pub fn decode_key(bytes: &[u8]) -> Result<Option<String>> {
-    let mut r = Reader { bytes, pos: 0 };
+    let mut r = Reader::new(bytes, RECORD);
     if r.i16()? != KEY_VERSION {
         return Ok(None);
     }
@@ -70,7 +72,7 @@ pub fn encode_value(meta: &TxnMetadata) -> Result<Bytes> {
 
 /// Decodes a TransactionLogValue of version 0 or 1.
 pub fn decode_value(bytes: &[u8]) -> Result<TxnMetadata> {
-    let mut r = Reader { bytes, pos: 0 };
+    let mut r = Reader::new(bytes, RECORD);
     let version = r.i16()?;
     let flexible = match version {
         0 => false,
@@ -135,137 +137,8 @@ fn by_topic(partitions: &BTreeSet<TopicPartition>) -> Vec<(&str, Vec<i32>)> {
     out
 }
 
-fn put_string(out: &mut BytesMut, what: &'static str, s: &str) -> Result<()> {
-    if s.len() > MAX_STRING_BYTES {
-        return Err(Error::TooLarge {
-            what,
-            size_bytes: s.len(),
-            limit_bytes: MAX_STRING_BYTES,
-        });
-    }
-    out.put_i16(s.len() as i16);
-    out.put_slice(s.as_bytes());
-    Ok(())
-}
-
 fn corrupt(reason: String) -> Error {
-    Error::CorruptBatch(format!("__transaction_state record: {reason}"))
-}
-
-/// A bounds-checked big-endian reader; every shortfall is an error.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).filter(|&end| end <= self.bytes.len());
-        let Some(end) = end else {
-            return Err(corrupt(format!(
-                "truncated: {n} bytes needed at byte {}, {} present",
-                self.pos,
-                self.bytes.len()
-            )));
-        };
-        let slice = &self.bytes[self.pos..end];
-        self.pos = end;
-        Ok(slice)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N)?);
-        Ok(out)
-    }
-
-    fn i8(&mut self) -> Result<i8> {
-        Ok(i8::from_be_bytes(self.array()?))
-    }
-
-    fn i16(&mut self) -> Result<i16> {
-        Ok(i16::from_be_bytes(self.array()?))
-    }
-
-    fn i32(&mut self) -> Result<i32> {
-        Ok(i32::from_be_bytes(self.array()?))
-    }
-
-    fn i64(&mut self) -> Result<i64> {
-        Ok(i64::from_be_bytes(self.array()?))
-    }
-
-    fn utf8(&mut self, len: usize) -> Result<String> {
-        String::from_utf8(self.take(len)?.to_vec()).map_err(|_| corrupt("a string is not UTF-8".to_string()))
-    }
-
-    fn string(&mut self) -> Result<String> {
-        let len = self.i16()?;
-        let len = usize::try_from(len).map_err(|_| corrupt("a null where a string is required".to_string()))?;
-        self.utf8(len)
-    }
-
-    /// An int32 array length; None for a null array. Lengths beyond the bytes left are refused
-    /// before anything is allocated.
-    fn len32(&mut self) -> Result<Option<usize>> {
-        let len = self.i32()?;
-        if len < 0 {
-            return Ok(None);
-        }
-        self.bounded(len as usize)
-    }
-
-    fn bounded(&self, len: usize) -> Result<Option<usize>> {
-        if len > self.bytes.len() - self.pos {
-            return Err(corrupt(format!(
-                "an array claims {len} entries in {} bytes",
-                self.bytes.len() - self.pos
-            )));
-        }
-        Ok(Some(len))
-    }
-
-    fn unsigned_varint(&mut self) -> Result<u32> {
-        let mut value = 0u32;
-        for shift in (0..35).step_by(7) {
-            let byte = self.array::<1>()?[0];
-            value |= u32::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(corrupt("a varint is longer than 5 bytes".to_string()))
-    }
-
-    /// A flexible-version array length: varint length + 1, 0 meaning null.
-    fn compact_len(&mut self) -> Result<Option<usize>> {
-        match self.unsigned_varint()?.checked_sub(1) {
-            None => Ok(None),
-            Some(len) => self.bounded(len as usize),
-        }
-    }
-
-    fn compact_string(&mut self) -> Result<String> {
-        let len = self
-            .compact_len()?
-            .ok_or_else(|| corrupt("a null where a string is required".to_string()))?;
-        self.utf8(len)
-    }
-
-    fn tagged_fields(&mut self) -> Result<Vec<(u32, &'a [u8])>> {
-        let count = self.unsigned_varint()?;
-        let mut out = Vec::new();
-        for _ in 0..count {
-            let tag = self.unsigned_varint()?;
-            let size = self.unsigned_varint()? as usize;
-            out.push((tag, self.take(size)?));
-        }
-        Ok(out)
-    }
-
-    fn skip_tagged_fields(&mut self) -> Result<()> {
-        self.tagged_fields().map(drop)
-    }
+    Error::CorruptBatch(format!("{RECORD}: {reason}"))
 }
 
 #[cfg(test)]

@@ -4,24 +4,23 @@
 //! The topic is created by the first InitProducerId with a transactional id (as Kafka creates it
 //! on first use), so brokers that never see a transaction carry no such topic.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::record;
 use super::state::TxnMetadata;
 use crate::config::BrokerConfig;
 use crate::error::{Error, Result};
+use crate::group::offsets::internal_topic::{self, Batch};
 use crate::group::offsets::partition_for;
 use crate::log::batch::{self, EncodeOptions, NewRecord};
-use crate::log::{AppendOptions, PartitionLog, MAX_DECODED_BATCH_BYTES};
-use crate::topics::{Topics, MAX_PARTITIONS};
+use crate::log::{PartitionLog, MAX_DECODED_BATCH_BYTES};
+use crate::topics::Topics;
 
 /// The internal topic holding transaction states, as Kafka names it.
 pub const TXN_TOPIC: &str = "__transaction_state";
 /// Segment size of the transaction log (Kafka's `transaction.state.log.segment.bytes` default).
 const TXN_SEGMENT_BYTES: &str = "104857600";
-/// Bytes read from the log at a time while loading.
-const LOAD_READ_BYTES: usize = 1 << 20;
 
 /// The partitions of `__transaction_state` once the topic exists, with the largest batch it takes.
 struct Partitions {
@@ -81,19 +80,13 @@ impl TxnLog {
         if self.partitions.get().is_some() {
             return Ok(());
         }
-        let topic = match topics.get(TXN_TOPIC) {
-            Some(topic) => topic,
-            None => {
-                let count = config
-                    .long("transaction.state.log.num.partitions")
-                    .clamp(1, i64::from(MAX_PARTITIONS)) as i32;
-                let configs = BTreeMap::from([
-                    ("cleanup.policy".to_string(), "compact".to_string()),
-                    ("segment.bytes".to_string(), TXN_SEGMENT_BYTES.to_string()),
-                ]);
-                topics.create(config, TXN_TOPIC, count, configs, false)?
-            }
-        };
+        let topic = internal_topic::open_or_create(
+            topics,
+            config,
+            TXN_TOPIC,
+            "transaction.state.log.num.partitions",
+            TXN_SEGMENT_BYTES,
+        )?;
         let max_batch_bytes = config.topic_rules(&topic.configs()).max_message_bytes;
         let _ = self.partitions.set(Partitions {
             logs: topic.partitions(),
@@ -120,21 +113,9 @@ impl TxnLog {
             value: meta.map(record::encode_value).transpose()?,
             headers: Vec::new(),
         };
-        let batch = batch::encode_batch(&[record], &EncodeOptions::default())?;
-        if batch.len() > partitions.max_batch_bytes {
-            return Err(Error::MessageTooLarge {
-                size_bytes: batch.len(),
-                max_bytes: partitions.max_batch_bytes,
-            });
-        }
-        let headers = batch::validate_batches(&batch)?;
-        let options = AppendOptions {
-            now_ms,
-            log_append_time: false,
-            leader_epoch: 0,
-        };
         let log = &partitions.logs[p];
-        let info = log.append(batch, &headers, &options)?;
+        let info =
+            Batch::encode(&[record], &EncodeOptions::default(), partitions.max_batch_bytes)?.append_to(log, now_ms)?;
         Ok(Written {
             log: log.clone(),
             end_offset: info.last_offset + 1,
@@ -150,31 +131,16 @@ impl TxnLog {
 /// Replays one partition into `txns`; returns the records read. Undecodable records are skipped
 /// with a log line, like Kafka's loader skips unknown record types.
 fn load_partition(p: usize, log: &PartitionLog, txns: &mut HashMap<String, TxnMetadata>) -> Result<usize> {
-    let end = log.log_end_offset();
-    let mut offset = log.log_start_offset();
     let mut count = 0;
-    while offset < end {
-        let chunk = log.read(offset, LOAD_READ_BYTES, end)?;
-        let before = offset;
-        for item in batch::scan_headers(&chunk) {
-            let (position, header) = item?;
-            offset = offset.max(header.last_offset() + 1);
-            if header.is_control() || header.is_transactional() {
-                continue;
-            }
-            let bytes = &chunk[position..position + header.total_bytes()];
+    internal_topic::replay(log, "loading transactions", |header, bytes| {
+        if !header.is_control() && !header.is_transactional() {
             for r in batch::decode_records(bytes, MAX_DECODED_BATCH_BYTES)? {
                 count += 1;
                 load_record(p, r, txns);
             }
         }
-        if offset == before {
-            return Err(Error::CorruptLog {
-                path: log.dir().display().to_string(),
-                reason: format!("no complete batch could be read at offset {offset} while loading transactions"),
-            });
-        }
-    }
+        Ok(())
+    })?;
     Ok(count)
 }
 

@@ -10,6 +10,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+pub use super::internal_topic::MAX_STRING_BYTES;
+use super::internal_topic::{put_string, Reader};
 use crate::error::{Error, Result};
 
 /// Key version Brook writes for an OffsetCommitKey (Kafka's record type id).
@@ -18,8 +20,6 @@ pub const OFFSET_COMMIT_KEY_VERSION: i16 = 1;
 pub const OFFSET_COMMIT_VALUE_VERSION: i16 = 3;
 /// Value version Brook writes for a commit with an expiry (OffsetCommit v2-4 `retention_time_ms`).
 pub const OFFSET_COMMIT_VALUE_EXPIRING_VERSION: i16 = 1;
-/// Longest string a non-flexible Kafka schema can hold (int16 length).
-pub const MAX_STRING_BYTES: usize = i16::MAX as usize;
 
 /// The key of one `__consumer_offsets` record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,7 +101,7 @@ pub fn encode_offset_value(value: &OffsetValue) -> Result<Bytes> {
 
 /// Decodes a record key; unknown versions are [`Key::Other`], truncated ones an error.
 pub fn decode_key(bytes: &[u8]) -> Result<Key> {
-    let mut r = Reader::new(bytes, "key");
+    let mut r = Reader::new(bytes, "__consumer_offsets record key");
     let version = r.i16()?;
     match version {
         0 | 1 => {
@@ -120,7 +120,7 @@ pub fn decode_key(bytes: &[u8]) -> Result<Key> {
 
 /// Decodes an OffsetCommitValue of any version Kafka has written (0 to 4).
 pub fn decode_offset_value(bytes: &[u8]) -> Result<OffsetValue> {
-    let mut r = Reader::new(bytes, "value");
+    let mut r = Reader::new(bytes, "__consumer_offsets record value");
     let version = r.i16()?;
     let offset = r.i64()?;
     let (leader_epoch, metadata, commit_timestamp_ms, expire_timestamp_ms) = match version {
@@ -152,123 +152,6 @@ pub fn decode_offset_value(bytes: &[u8]) -> Result<OffsetValue> {
         commit_timestamp_ms,
         expire_timestamp_ms,
     })
-}
-
-fn put_string(out: &mut BytesMut, what: &'static str, s: &str) -> Result<()> {
-    if s.len() > MAX_STRING_BYTES {
-        return Err(Error::TooLarge {
-            what,
-            size_bytes: s.len(),
-            limit_bytes: MAX_STRING_BYTES,
-        });
-    }
-    out.put_i16(s.len() as i16);
-    out.put_slice(s.as_bytes());
-    Ok(())
-}
-
-/// A bounds-checked big-endian reader; every shortfall is an error naming the record part.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-    what: &'static str,
-}
-
-impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8], what: &'static str) -> Self {
-        Reader { bytes, pos: 0, what }
-    }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).filter(|&end| end <= self.bytes.len());
-        let Some(end) = end else {
-            return Err(Error::CorruptBatch(format!(
-                "__consumer_offsets record {} is truncated: {n} bytes needed at byte {}, {} present",
-                self.what,
-                self.pos,
-                self.bytes.len()
-            )));
-        };
-        let slice = &self.bytes[self.pos..end];
-        self.pos = end;
-        Ok(slice)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N)?);
-        Ok(out)
-    }
-
-    fn i16(&mut self) -> Result<i16> {
-        Ok(i16::from_be_bytes(self.array()?))
-    }
-
-    fn i32(&mut self) -> Result<i32> {
-        Ok(i32::from_be_bytes(self.array()?))
-    }
-
-    fn i64(&mut self) -> Result<i64> {
-        Ok(i64::from_be_bytes(self.array()?))
-    }
-
-    fn utf8(&mut self, len: usize) -> Result<String> {
-        let what = self.what;
-        String::from_utf8(self.take(len)?.to_vec()).map_err(|_| {
-            Error::CorruptBatch(format!(
-                "__consumer_offsets record {what} holds a string that is not UTF-8"
-            ))
-        })
-    }
-
-    /// A non-nullable int16-length string; a negative length is refused.
-    fn string(&mut self) -> Result<String> {
-        let len = self.i16()?;
-        let len = usize::try_from(len).map_err(|_| {
-            Error::CorruptBatch(format!(
-                "__consumer_offsets record {} holds a null where a string is required",
-                self.what
-            ))
-        })?;
-        self.utf8(len)
-    }
-
-    fn unsigned_varint(&mut self) -> Result<u32> {
-        let mut value = 0u32;
-        for shift in (0..35).step_by(7) {
-            let byte = self.array::<1>()?[0];
-            value |= u32::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(Error::CorruptBatch(format!(
-            "__consumer_offsets record {} holds a varint longer than 5 bytes",
-            self.what
-        )))
-    }
-
-    /// A flexible-version string: unsigned varint length + 1, 0 meaning null (refused).
-    fn compact_string(&mut self) -> Result<String> {
-        let len = self.unsigned_varint()?;
-        let Some(len) = len.checked_sub(1) else {
-            return Err(Error::CorruptBatch(format!(
-                "__consumer_offsets record {} holds a null where a string is required",
-                self.what
-            )));
-        };
-        self.utf8(len as usize)
-    }
-
-    fn skip_tagged_fields(&mut self) -> Result<()> {
-        let count = self.unsigned_varint()?;
-        for _ in 0..count {
-            let _tag = self.unsigned_varint()?;
-            let size = self.unsigned_varint()?;
-            self.take(size as usize)?;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

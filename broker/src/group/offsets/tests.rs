@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::broker::Broker;
+use crate::log::AppendOptions;
 
 const MINUTE_MS: i64 = 60_000;
 const DEFAULT_RETENTION_MS: i64 = 10_080 * MINUTE_MS;

@@ -11,15 +11,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::OffsetValue;
 use crate::error::{Error, Result};
-use crate::log::batch::Record;
 
 /// Most offsets one producer may hold in open transactions in one partition of the offsets topic.
 pub const MAX_OPEN_OFFSETS_PER_PRODUCER: usize = 100_000;
-
-/// Control record type of an abort marker (Kafka's ControlRecordType.ABORT).
-const ABORT_MARKER: i16 = 0;
-/// Control record type of a commit marker (Kafka's ControlRecordType.COMMIT).
-const COMMIT_MARKER: i16 = 1;
 
 /// A committed offset with the log offset of the batch that wrote it, which orders a
 /// transactional commit (applied when its marker lands) against plain commits.
@@ -92,20 +86,6 @@ impl OpenTxns {
     }
 }
 
-/// Whether a control batch's record is a commit marker (true) or an abort marker (false); None
-/// for other control records. The key is [version int16][type int16].
-pub(super) fn marker_commits(record: &Record) -> Option<bool> {
-    let key = record.key.as_deref()?;
-    if key.len() < 4 {
-        return None;
-    }
-    match i16::from_be_bytes([key[2], key[3]]) {
-        COMMIT_MARKER => Some(true),
-        ABORT_MARKER => Some(false),
-        _ => None,
-    }
-}
-
 /// The base sequence of a producer's next batch in a partition whose producers are `known`
 /// (producer id, epoch, last sequence): one past the last when the epoch is the same, else 0.
 pub(super) fn next_sequence(known: Option<(i16, i32)>, epoch: i16) -> i32 {
@@ -117,8 +97,6 @@ pub(super) fn next_sequence(known: Option<(i16, i32)>, epoch: i16) -> i32 {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
 
     fn committed(offset: i64, batch_offset: i64) -> Committed {
@@ -150,21 +128,6 @@ mod tests {
         assert!(open.take(1).is_empty());
         assert!(open.check_room(2, MAX_OPEN_OFFSETS_PER_PRODUCER - 1).is_ok());
         assert!(open.check_room(2, MAX_OPEN_OFFSETS_PER_PRODUCER).is_err());
-    }
-
-    #[test]
-    fn marker_keys_decode() {
-        let record = |key: &[u8]| Record {
-            offset: 0,
-            timestamp: 0,
-            key: Some(Bytes::copy_from_slice(key)),
-            value: None,
-            headers: Vec::new(),
-        };
-        assert_eq!(marker_commits(&record(&[0, 0, 0, 1])), Some(true));
-        assert_eq!(marker_commits(&record(&[0, 0, 0, 0])), Some(false));
-        assert_eq!(marker_commits(&record(&[0, 0, 0, 5])), None);
-        assert_eq!(marker_commits(&record(&[0, 0])), None);
     }
 
     #[test]
