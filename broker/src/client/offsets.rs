@@ -67,24 +67,25 @@ pub(crate) fn by_topic<V: Clone>(items: &[(String, i32, V)]) -> BTreeMap<&str, V
     out
 }
 
-/// The node id of a group's coordinator (one FindCoordinator round trip, no retry).
-pub(crate) async fn find_coordinator(cluster: &Cluster, group: &str) -> Result<i32> {
+/// The node id of the coordinator of `key`, a group or a transactional id by `key_type` (one
+/// FindCoordinator round trip, no retry).
+pub(crate) async fn find_coordinator(cluster: &Cluster, key_type: i8, key: &str) -> Result<i32> {
     let connection = cluster.any_connection().await?;
     let version = connection.version(ApiKey::FindCoordinator)?;
     let mut request = FindCoordinatorRequest::default();
-    request.key_type = KEY_TYPE_GROUP;
+    request.key_type = key_type;
     if version >= 4 {
-        request.coordinator_keys = vec![text(group)];
+        request.coordinator_keys = vec![text(key)];
     } else {
-        request.key = text(group);
+        request.key = text(key);
     }
     let response = connection.request(&request, version).await?;
     if version >= 4 {
         let found = response
             .coordinators
             .iter()
-            .find(|c| c.key.as_str() == group)
-            .ok_or_else(|| remote_error(15, Some(&format!("no coordinator for group {group} in the response"))))?;
+            .find(|c| c.key.as_str() == key)
+            .ok_or_else(|| remote_error(15, Some(&format!("no coordinator for {key} in the response"))))?;
         check_code(found.error_code, found.error_message.as_deref())?;
         Ok(found.node_id.0)
     } else {
@@ -95,7 +96,7 @@ pub(crate) async fn find_coordinator(cluster: &Cluster, group: &str) -> Result<i
 
 /// A connection to a group's coordinator, looked up afresh.
 pub(crate) async fn coordinator(cluster: &Cluster, group: &str) -> Result<Arc<Connection>> {
-    let node = find_coordinator(cluster, group).await?;
+    let node = find_coordinator(cluster, KEY_TYPE_GROUP, group).await?;
     cluster.broker(node).await
 }
 

@@ -13,11 +13,10 @@ use super::backoff_ms;
 use super::connection::Connection;
 use super::consumer::Consumer;
 use super::consumer_protocol::TopicPartition;
-use super::offsets::coordinator as group_coordinator;
+use super::offsets::{coordinator as group_coordinator, find_coordinator};
 use super::producer::{Inner, Producer};
 use super::txn_protocol::{
-    add_offsets, add_partitions, end_txn, find_coordinator, init_producer_id, txn_offset_commit, ProducerIdentity,
-    KEY_TYPE_TRANSACTION,
+    add_offsets, add_partitions, end_txn, init_producer_id, txn_offset_commit, ProducerIdentity, KEY_TYPE_TRANSACTION,
 };
 use super::txn_state::{disposition, state_error, Disposition, TxnState};
 use crate::error::{Error, Result};

@@ -12,8 +12,9 @@ use kafka_protocol::messages::{
 
 use super::admin::Admin;
 use super::consumer_protocol::TopicPartition;
+use super::offsets::find_coordinator;
 use super::offsets::{text, topic_name};
-use super::txn_protocol::{find_coordinator, transactional_id, KEY_TYPE_TRANSACTION};
+use super::txn_protocol::{transactional_id, KEY_TYPE_TRANSACTION};
 use super::{check_code, remote_error};
 use crate::error::{Error, Result};
 

@@ -9,17 +9,16 @@ use kafka_protocol::messages::txn_offset_commit_request::{
     TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::{
-    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, ApiKey, EndTxnRequest, FindCoordinatorRequest,
-    InitProducerIdRequest, ProducerId, TransactionalId, TxnOffsetCommitRequest,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, ApiKey, EndTxnRequest, InitProducerIdRequest, ProducerId,
+    TransactionalId, TxnOffsetCommitRequest,
 };
 use kafka_protocol::ResponseError;
 
-use super::cluster::Cluster;
 use super::connection::Connection;
 use super::consumer_protocol::TopicPartition;
 use super::offsets::{by_topic, group_id, text, topic_name};
 use super::transaction::ConsumerGroupMetadata;
-use super::{check_code, remote_error};
+use super::check_code;
 use crate::error::Result;
 
 /// FindCoordinator's key type for transactional ids.
@@ -36,32 +35,6 @@ pub(crate) struct ProducerIdentity {
 
 pub(crate) fn transactional_id(s: &str) -> TransactionalId {
     TransactionalId(text(s))
-}
-
-/// The node id of the coordinator of a key (one FindCoordinator round trip, no retry).
-pub(crate) async fn find_coordinator(cluster: &Cluster, key_type: i8, key: &str) -> Result<i32> {
-    let connection = cluster.any_connection().await?;
-    let version = connection.version(ApiKey::FindCoordinator)?;
-    let mut request = FindCoordinatorRequest::default();
-    request.key_type = key_type;
-    if version >= 4 {
-        request.coordinator_keys = vec![text(key)];
-    } else {
-        request.key = text(key);
-    }
-    let response = connection.request(&request, version).await?;
-    if version >= 4 {
-        let found = response
-            .coordinators
-            .iter()
-            .find(|c| c.key.as_str() == key)
-            .ok_or_else(|| remote_error(15, Some(&format!("no coordinator for {key} in the response"))))?;
-        check_code(found.error_code, found.error_message.as_deref())?;
-        Ok(found.node_id.0)
-    } else {
-        check_code(response.error_code, response.error_message.as_deref())?;
-        Ok(response.node_id.0)
-    }
 }
 
 /// InitProducerId for a transactional id; `current` (sent from v3) asks for an epoch bump of the
