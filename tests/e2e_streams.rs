@@ -9,11 +9,12 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use brook_broker::client::{Admin, ClientConfig, OffsetSpec};
-use common::{require_python, run, run_python, run_with_stdin, Broker, ChildGuard, TestDir};
+use common::{consume_json, require_python, run_python, run_with_stdin, Broker, ChildGuard, TestDir};
 use rand::{Rng, SeedableRng};
 
 /// How long the output may take to appear (a hang guard, not a threshold).
@@ -21,26 +22,13 @@ const OUTPUT_DEADLINE: Duration = Duration::from_secs(120);
 /// Keys of the input records.
 const KEYS: [&str; 3] = ["alice", "bob", "carol"];
 
-fn brook(args: &[&str], what: &str) -> common::Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_brook"));
-    cmd.args(args);
-    let out = run(cmd, what);
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        out.stdout,
-        out.stderr
-    );
-    out
-}
-
 fn sql(broker: &Broker, statement: &str) -> String {
-    brook(&["sql", "--bootstrap-server", &broker.addr, statement], "brook sql").stdout
+    broker.cli_ok(&["sql", statement]).stdout
 }
 
-/// Produces records `from..to`: key `KEYS[n % 3]`, value `{"n": n, "user": key}`.
-fn produce(dir: &TestDir, broker: &Broker, from: u64, to: u64) {
+/// Writes the input records `from..to` into a file, one `key<TAB>value` line each: key
+/// `KEYS[n % 3]`, value `{"n": n, "user": key}`.
+fn input_file(dir: &TestDir, from: u64, to: u64) -> PathBuf {
     let path = dir.file(&format!("input-{from}-{to}.txt"));
     let lines: String = (from..to)
         .map(|n| {
@@ -49,6 +37,11 @@ fn produce(dir: &TestDir, broker: &Broker, from: u64, to: u64) {
         })
         .collect();
     std::fs::write(&path, lines).unwrap();
+    path
+}
+
+/// `brook produce` of key-separated lines into `clicks`.
+fn produce_command(broker: &Broker) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_brook"));
     cmd.args([
         "produce",
@@ -58,35 +51,35 @@ fn produce(dir: &TestDir, broker: &Broker, from: u64, to: u64) {
         "clicks",
         "--key-separator",
     ]);
-    let out = run_with_stdin(cmd, Some(&path), "brook produce");
+    cmd
+}
+
+/// Produces records `from..to` (see [`input_file`]).
+fn produce(dir: &TestDir, broker: &Broker, from: u64, to: u64) {
+    let path = input_file(dir, from, to);
+    let out = run_with_stdin(produce_command(broker), Some(&path), "brook produce");
     assert!(out.status.success(), "brook produce failed: {}", out.stderr);
+}
+
+/// The records of `topic` (read_uncommitted, with `brook consume`) as (key, value as JSON), in
+/// offset order per partition.
+fn records(broker: &Broker, topic: &str) -> Vec<(serde_json::Value, serde_json::Value)> {
+    consume_json(&broker.addr, topic)
+        .into_iter()
+        .map(|record| {
+            let value = serde_json::from_str(record["value"].as_str().expect("a text value")).expect("a JSON value");
+            (record["key"].clone(), value)
+        })
+        .collect()
 }
 
 /// The output topic's records as (key, n), in offset order per partition.
 fn output(broker: &Broker) -> Vec<(String, u64)> {
-    let out = brook(
-        &[
-            "consume",
-            "--bootstrap-server",
-            &broker.addr,
-            "--topic",
-            "big",
-            "--from-beginning",
-            "--exit-at-end",
-            "--format",
-            "json",
-        ],
-        "brook consume",
-    );
-    out.stdout
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| {
-            let record: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
-            let value: serde_json::Value =
-                serde_json::from_str(record["value"].as_str().expect("a text value")).expect("a JSON value");
+    records(broker, "big")
+        .into_iter()
+        .map(|(key, value)| {
             (
-                record["key"].as_str().expect("a key").to_string(),
+                key.as_str().expect("a key").to_string(),
                 value["n"].as_u64().expect("n"),
             )
         })
@@ -124,17 +117,7 @@ fn wait_committed(broker: &mut Broker, n: u64) {
     let end = Instant::now() + OUTPUT_DEADLINE;
     loop {
         broker.assert_running("waiting for the query's commits");
-        let out = brook(
-            &[
-                "groups",
-                "--bootstrap-server",
-                &broker.addr,
-                "describe",
-                "brook-query-csas_big",
-                "--json",
-            ],
-            "brook groups describe",
-        );
+        let out = broker.cli_ok(&["groups", "describe", "brook-query-csas_big", "--json"]);
         let committed: u64 = out
             .stdout
             .lines()
@@ -243,23 +226,8 @@ const EXACTLY_ONCE_CONFIGS: [(&str, &str); 2] = [
 
 /// Starts `brook produce` of records `from..to` into `clicks` in the background.
 fn spawn_produce(dir: &TestDir, broker: &Broker, from: u64, to: u64) -> ChildGuard {
-    let path = dir.file(&format!("input-{from}-{to}.txt"));
-    let lines: String = (from..to)
-        .map(|n| {
-            let key = KEYS[(n % 3) as usize];
-            format!("{key}\t{{\"n\": {n}, \"user\": \"{key}\"}}\n")
-        })
-        .collect();
-    std::fs::write(&path, lines).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_brook"))
-        .args([
-            "produce",
-            "--bootstrap-server",
-            &broker.addr,
-            "--topic",
-            "clicks",
-            "--key-separator",
-        ])
+    let path = input_file(dir, from, to);
+    let child = produce_command(broker)
         .stdin(std::fs::File::open(&path).expect("open the input file"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -270,29 +238,9 @@ fn spawn_produce(dir: &TestDir, broker: &Broker, from: u64, to: u64) -> ChildGua
 
 /// The `n` of every record of `topic` (read_uncommitted, with `brook consume`).
 fn inputs(broker: &Broker, topic: &str) -> Vec<u64> {
-    let out = brook(
-        &[
-            "consume",
-            "--bootstrap-server",
-            &broker.addr,
-            "--topic",
-            topic,
-            "--from-beginning",
-            "--exit-at-end",
-            "--format",
-            "json",
-        ],
-        "brook consume",
-    );
-    out.stdout
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| {
-            let record: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
-            let value: serde_json::Value =
-                serde_json::from_str(record["value"].as_str().expect("a text value")).expect("a JSON value");
-            value["n"].as_u64().expect("n")
-        })
+    records(broker, topic)
+        .into_iter()
+        .map(|(_, value)| value["n"].as_u64().expect("n"))
         .collect()
 }
 

@@ -41,7 +41,7 @@ pub fn dead_letter(
     error: &str,
     stage: &str,
 ) -> OutRecord {
-    let header = |name: &str, value: String| (Bytes::copy_from_slice(name.as_bytes()), Some(Bytes::from(value)));
+    let header = |name: &'static str, value: String| (Bytes::from_static(name.as_bytes()), Some(Bytes::from(value)));
     OutRecord {
         partition: None,
         key,

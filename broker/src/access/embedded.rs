@@ -54,8 +54,7 @@ impl EmbeddedAccess {
     }
 
     async fn produce_records(&self, topic: &str, records: Vec<OutRecord>) -> Result<Vec<Delivery>> {
-        let count = self.topic_partitions(topic)?.len() as i32;
-        let keyless = (self.next_keyless.fetch_add(1, Ordering::Relaxed) % count.max(1) as u32) as i32;
+        let keyless = self.next_keyless.fetch_add(1, Ordering::Relaxed);
         let placed = place(&self.broker, topic, records, keyless)?;
         append_placed(&self.broker, topic, placed, None).await
     }
@@ -183,15 +182,18 @@ impl EmbeddedAccess {
 /// remote client's retries of UNSTABLE_OFFSET_COMMIT).
 const STABLE_OFFSET_RETRIES: u32 = 5;
 /// Kafka's UNSTABLE_OFFSET_COMMIT (retriable).
-const UNSTABLE_OFFSET_COMMIT: i16 = 88;
+pub(super) const UNSTABLE_OFFSET_COMMIT: i16 = 88;
+/// Kafka's INVALID_GROUP_ID.
+pub(super) const INVALID_GROUP_ID: i16 = 24;
 
 /// Places records on partitions of `topic` as the Java client does (explicit partition, else
-/// murmur2 of the key, else `keyless`), keeping each record's index in the call.
+/// murmur2 of the key, else the partition the round-robin counter `keyless` points at), keeping
+/// each record's index in the call.
 pub(super) fn place(
     broker: &Broker,
     topic: &str,
     records: Vec<OutRecord>,
-    keyless: i32,
+    keyless: u32,
 ) -> Result<BTreeMap<i32, Vec<(usize, NewRecord)>>> {
     if crate::topics::is_internal_topic(topic) {
         return Err(Error::InvalidTopic {
@@ -204,6 +206,7 @@ pub(super) fn place(
         .get(topic)
         .ok_or_else(|| Error::UnknownTopicOrPartition(topic.to_string()))?
         .partition_count();
+    let keyless = (keyless % count.max(1) as u32) as i32;
     let now = now_ms();
     let mut by_partition: BTreeMap<i32, Vec<(usize, NewRecord)>> = BTreeMap::new();
     for (i, r) in records.into_iter().enumerate() {
@@ -358,26 +361,34 @@ pub(super) async fn commit_as(
     offsets: Vec<(String, i32, i64)>,
 ) -> Result<()> {
     if group.is_empty() {
-        return Err(remote_error(24, Some("the group id is empty")));
+        return Err(remote_error(INVALID_GROUP_ID, Some("the group id is empty")));
     }
     membership::validate_commit(&broker.groups, group, member_id, epoch, None, 9)
         .map_err(|code| remote_error(code, Some(group)))?;
-    let mut entries = Vec::with_capacity(offsets.len());
-    for (topic, partition, offset) in offsets {
-        broker.topics.log(&topic, partition)?;
-        entries.push(CommitEntry {
-            topic,
-            partition,
-            offset,
-            leader_epoch: -1,
-            metadata: String::new(),
-            expire_timestamp_ms: None,
-        });
-    }
+    let entries = commit_entries(broker, offsets)?;
     if entries.is_empty() {
         return Ok(());
     }
     broker.groups.offsets.commit(group, entries).await
+}
+
+/// Offsets as the entries the offsets store commits; Error::UnknownTopicOrPartition for a
+/// partition the broker does not have.
+pub(super) fn commit_entries(broker: &Broker, offsets: Vec<(String, i32, i64)>) -> Result<Vec<CommitEntry>> {
+    offsets
+        .into_iter()
+        .map(|(topic, partition, offset)| {
+            broker.topics.log(&topic, partition)?;
+            Ok(CommitEntry {
+                topic,
+                partition,
+                offset,
+                leader_epoch: -1,
+                metadata: String::new(),
+                expire_timestamp_ms: None,
+            })
+        })
+        .collect()
 }
 
 impl TopicAccess for EmbeddedAccess {
@@ -423,47 +434,19 @@ impl TopicAccess for EmbeddedAccess {
         Box::pin(async move { self.offsets_for(&topic, spec) })
     }
 
-    fn fetch(
+    fn fetch_isolated(
         &self,
         topic: &str,
         partition: i32,
         offset: i64,
         max_bytes: usize,
         max_wait_ms: u64,
+        isolation: Isolation,
     ) -> BoxFuture<'_, Result<Fetched>> {
         let topic = topic.to_string();
         Box::pin(async move {
-            self.fetch_records(
-                &topic,
-                partition,
-                offset,
-                max_bytes,
-                max_wait_ms,
-                Isolation::ReadUncommitted,
-            )
-            .await
-        })
-    }
-
-    fn fetch_committed(
-        &self,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-        max_bytes: usize,
-        max_wait_ms: u64,
-    ) -> BoxFuture<'_, Result<Fetched>> {
-        let topic = topic.to_string();
-        Box::pin(async move {
-            self.fetch_records(
-                &topic,
-                partition,
-                offset,
-                max_bytes,
-                max_wait_ms,
-                Isolation::ReadCommitted,
-            )
-            .await
+            self.fetch_records(&topic, partition, offset, max_bytes, max_wait_ms, isolation)
+                .await
         })
     }
 

@@ -12,12 +12,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::embedded::{append_placed, place};
+use super::embedded::{append_placed, commit_entries, place, INVALID_GROUP_ID};
 use super::{BoxFuture, ConsumerGroupMetadata, Delivery, OutRecord, TxnProducer};
 use crate::broker::{now_ms, Broker};
 use crate::client::{remote_error, MAX_TRANSACTION_OFFSETS};
 use crate::error::{Error, Result};
-use crate::group::offsets::{membership, CommitEntry, OFFSETS_TOPIC};
+use crate::group::offsets::{membership, OFFSETS_TOPIC};
 use crate::txn::TopicPartition;
 
 /// How long a call keeps retrying while the coordinator completes the previous transaction or
@@ -27,8 +27,6 @@ const MAX_BLOCK_MS: u64 = 60_000;
 const MAX_QUICK_BACKOFF_MS: u64 = 100;
 /// Kafka's INVALID_TXN_STATE, for calls the producer's state does not allow.
 const INVALID_TXN_STATE: i16 = 48;
-/// Kafka's INVALID_GROUP_ID.
-const INVALID_GROUP_ID: i16 = 24;
 
 /// Where the producer is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,13 +136,7 @@ impl EmbeddedTxnProducer {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        let count = self
-            .broker
-            .topics
-            .get(topic)
-            .ok_or_else(|| Error::UnknownTopicOrPartition(topic.to_string()))?
-            .partition_count();
-        let keyless = (self.next_keyless % count.max(1) as u32) as i32;
+        let keyless = self.next_keyless;
         self.next_keyless = self.next_keyless.wrapping_add(1);
         let placed = place(&self.broker, topic, records, keyless)?;
         let partitions = placed.keys().map(|p| (topic.to_string(), *p)).collect();
@@ -186,18 +178,7 @@ impl EmbeddedTxnProducer {
             group.group_instance_id.as_deref(),
         )
         .map_err(|code| remote_error(code, Some(group_id)))?;
-        let mut entries = Vec::with_capacity(offsets.len());
-        for (topic, partition, offset) in offsets {
-            self.broker.topics.log(&topic, partition)?;
-            entries.push(CommitEntry {
-                topic,
-                partition,
-                offset,
-                leader_epoch: -1,
-                metadata: String::new(),
-                expire_timestamp_ms: None,
-            });
-        }
+        let entries = commit_entries(&self.broker, offsets)?;
         let (pid, epoch) = (self.producer_id, self.epoch);
         let appended =
             self.broker
@@ -332,25 +313,14 @@ impl TxnProducer for EmbeddedTxnProducer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::{EmbeddedAccess, TopicAccess, TopicSpec};
-    use crate::config::BrokerConfig;
+    use crate::access::embedded::UNSTABLE_OFFSET_COMMIT;
+    use crate::access::suite::{spec, Harness};
 
     #[tokio::test]
     async fn a_transaction_holding_a_first_offset_keeps_committed_partitions_waiting() {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let mut config = BrokerConfig::new(dir.path().to_path_buf());
-        config.set("offsets.topic.num.partitions", "1").expect("a valid config");
-        config
-            .set("transaction.state.log.num.partitions", "1")
-            .expect("a valid config");
-        let broker = Broker::open(config).expect("broker opens");
-        let access = EmbeddedAccess::new(broker.clone());
-        let spec = TopicSpec {
-            name: "in".to_string(),
-            partitions: 1,
-            configs: vec![],
-        };
-        access.create_topic(spec).await.expect("created");
+        let h = Harness::embedded();
+        let access = h.access.as_ref();
+        access.create_topic(spec("in", 1)).await.expect("created");
         let mut p = access.transactional_producer("tx", 60_000).await.expect("producer");
         p.begin().expect("begin");
         let outside = ConsumerGroupMetadata::new("g");
@@ -360,17 +330,13 @@ mod tests {
         let wanted = vec![("in".to_string(), 0)];
         let unstable = access.committed_partitions("g", wanted.clone()).await;
         let error = unstable.expect_err("the partition's first offset is held by the transaction");
-        assert_eq!(error.kafka_code(), UNSTABLE_OFFSET_COMMIT_CODE, "{error}");
+        assert_eq!(error.kafka_code(), UNSTABLE_OFFSET_COMMIT, "{error}");
         assert!(error.is_retriable());
         // The whole group's committed set has no such partition yet, as Kafka answers it.
         assert_eq!(access.committed("g").await.expect("committed"), vec![]);
         p.commit().await.expect("committed");
-        broker.txns.settled("tx").await;
+        h.broker.txns.settled("tx").await;
         let stable = access.committed_partitions("g", wanted).await.expect("stable");
         assert_eq!(stable, vec![("in".to_string(), 0, 3)]);
-        let _ = broker.close();
     }
-
-    /// Kafka's UNSTABLE_OFFSET_COMMIT.
-    const UNSTABLE_OFFSET_COMMIT_CODE: i16 = 88;
 }

@@ -20,6 +20,7 @@ use kafka_protocol::ResponseError;
 
 pub use crate::client::{ConsumerGroupMetadata, ConsumerRecord, OffsetSpec, TimestampType};
 use crate::error::{Error, Result};
+pub use crate::log::Isolation;
 pub use embedded::EmbeddedAccess;
 pub use remote::RemoteAccess;
 
@@ -114,7 +115,19 @@ pub trait TopicAccess: Send + Sync {
     /// One offset per partition of `topic` for `spec`, as (partition, offset), by partition.
     fn list_offsets(&self, topic: &str, spec: OffsetSpec) -> BoxFuture<'_, Result<Vec<(i32, i64)>>>;
     /// Reads from one partition starting at `offset`, up to about `max_bytes`, waiting up to
-    /// `max_wait_ms` when nothing is there yet. Error::OffsetOutOfRange outside the log.
+    /// `max_wait_ms` when nothing is there yet, as `isolation` (Kafka's `isolation.level`) allows:
+    /// read_committed reads only records below the last stable offset, without the records of
+    /// aborted transactions. Error::OffsetOutOfRange outside the log.
+    fn fetch_isolated(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: usize,
+        max_wait_ms: u64,
+        isolation: Isolation,
+    ) -> BoxFuture<'_, Result<Fetched>>;
+    /// [`fetch_isolated`](Self::fetch_isolated) read_uncommitted: every durable record.
     fn fetch(
         &self,
         topic: &str,
@@ -122,9 +135,17 @@ pub trait TopicAccess: Send + Sync {
         offset: i64,
         max_bytes: usize,
         max_wait_ms: u64,
-    ) -> BoxFuture<'_, Result<Fetched>>;
-    /// As [`fetch`](Self::fetch), read_committed (Kafka's `isolation.level`): only records below
-    /// the last stable offset, without the records of aborted transactions.
+    ) -> BoxFuture<'_, Result<Fetched>> {
+        self.fetch_isolated(
+            topic,
+            partition,
+            offset,
+            max_bytes,
+            max_wait_ms,
+            Isolation::ReadUncommitted,
+        )
+    }
+    /// [`fetch_isolated`](Self::fetch_isolated) read_committed.
     fn fetch_committed(
         &self,
         topic: &str,
@@ -132,7 +153,16 @@ pub trait TopicAccess: Send + Sync {
         offset: i64,
         max_bytes: usize,
         max_wait_ms: u64,
-    ) -> BoxFuture<'_, Result<Fetched>>;
+    ) -> BoxFuture<'_, Result<Fetched>> {
+        self.fetch_isolated(
+            topic,
+            partition,
+            offset,
+            max_bytes,
+            max_wait_ms,
+            Isolation::ReadCommitted,
+        )
+    }
     /// Writes records, durable and acknowledged (acks=all) when the future resolves, in order.
     fn produce(&self, topic: &str, records: Vec<OutRecord>) -> BoxFuture<'_, Result<Vec<Delivery>>>;
     /// The offsets a group committed, as (topic, partition, offset). While an open transaction

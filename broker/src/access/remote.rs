@@ -256,49 +256,20 @@ impl TopicAccess for RemoteAccess {
         Box::pin(async move { self.offsets_for(&topic, spec).await.map_err(normalize) })
     }
 
-    fn fetch(
+    fn fetch_isolated(
         &self,
         topic: &str,
         partition: i32,
         offset: i64,
         max_bytes: usize,
         max_wait_ms: u64,
+        isolation: Isolation,
     ) -> BoxFuture<'_, Result<Fetched>> {
         let topic = topic.to_string();
         Box::pin(async move {
-            self.fetch_records(
-                &topic,
-                partition,
-                offset,
-                max_bytes,
-                max_wait_ms,
-                Isolation::ReadUncommitted,
-            )
-            .await
-            .map_err(normalize)
-        })
-    }
-
-    fn fetch_committed(
-        &self,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-        max_bytes: usize,
-        max_wait_ms: u64,
-    ) -> BoxFuture<'_, Result<Fetched>> {
-        let topic = topic.to_string();
-        Box::pin(async move {
-            self.fetch_records(
-                &topic,
-                partition,
-                offset,
-                max_bytes,
-                max_wait_ms,
-                Isolation::ReadCommitted,
-            )
-            .await
-            .map_err(normalize)
+            self.fetch_records(&topic, partition, offset, max_bytes, max_wait_ms, isolation)
+                .await
+                .map_err(normalize)
         })
     }
 

@@ -24,10 +24,10 @@ const LONG_POLL_MS: u64 = 30_000;
 const MAX_REBALANCE_ROUNDS: usize = 300;
 
 /// A broker on a temporary directory and access to it, embedded or over the network.
-struct Harness {
+pub(super) struct Harness {
     _dir: tempfile::TempDir,
-    broker: Arc<Broker>,
-    access: Box<dyn TopicAccess>,
+    pub(super) broker: Arc<Broker>,
+    pub(super) access: Box<dyn TopicAccess>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -58,7 +58,7 @@ fn open_broker(port: i32) -> (tempfile::TempDir, Arc<Broker>) {
 }
 
 impl Harness {
-    fn embedded() -> Harness {
+    pub(super) fn embedded() -> Harness {
         let (dir, broker) = open_broker(9092);
         let timers = tokio::spawn(broker.groups.clone().run_timers(broker.shutdown_signal()));
         Harness {
@@ -86,7 +86,7 @@ impl Harness {
     }
 }
 
-fn spec(name: &str, partitions: i32) -> TopicSpec {
+pub(super) fn spec(name: &str, partitions: i32) -> TopicSpec {
     TopicSpec {
         name: name.to_string(),
         partitions,

@@ -10,13 +10,14 @@
 
 use bytes::Bytes;
 use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::csv::reader::Decoder;
 use datafusion::arrow::csv::reader::Format as CsvFormat;
 use datafusion::arrow::csv::{ReaderBuilder, WriterBuilder};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 
-use super::{decode_isolating, split_lines, Decoded, RecordDecoder, RecordEncoder};
+use super::{decode_isolating, feed_lines, split_lines, Decoded, RecordDecoder, RecordEncoder};
 use crate::error::{Error, Result};
 
 /// Decodes one CSV row per value into a declared or inferred schema.
@@ -48,19 +49,8 @@ impl CsvDecoder {
             .with_batch_size(values.len().max(1))
             .build_decoder();
         let mut batches = Vec::new();
-        for value in values {
-            for part in [*value, b"\n".as_slice()] {
-                let mut rest = part;
-                while !rest.is_empty() {
-                    let read = decoder.decode(rest).map_err(|e| arrow_reason(&e))?;
-                    if read == 0 {
-                        // The decoder is full: flush and continue with the same bytes.
-                        batches.extend(decoder.flush().map_err(|e| arrow_reason(&e))?);
-                    }
-                    rest = &rest[read..];
-                }
-            }
-        }
+        feed_lines(&mut decoder, values, Decoder::decode, Decoder::flush, &mut batches)
+            .map_err(|e| arrow_reason(&e))?;
         // An empty buffer tells the decoder the input ended (an unclosed quote is then an error).
         decoder.decode(&[]).map_err(|e| arrow_reason(&e))?;
         batches.extend(decoder.flush().map_err(|e| arrow_reason(&e))?);

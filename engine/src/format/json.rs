@@ -12,11 +12,12 @@ use bytes::Bytes;
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::json::reader::Decoder;
 use datafusion::arrow::json::writer::LineDelimited;
 use datafusion::arrow::json::{ReaderBuilder, WriterBuilder};
 use datafusion::arrow::record_batch::RecordBatch;
 
-use super::{decode_isolating, split_lines, Decoded, RecordDecoder, RecordEncoder};
+use super::{decode_isolating, feed_lines, split_lines, Decoded, RecordDecoder, RecordEncoder};
 use crate::error::{Error, Result};
 
 /// Decodes JSON objects into rows of a declared or inferred schema. Fields absent from the schema
@@ -39,19 +40,8 @@ impl JsonDecoder {
             .build_decoder()
             .map_err(|e| arrow_reason(&e))?;
         let mut batches = Vec::new();
-        for value in values {
-            for part in [*value, b"\n".as_slice()] {
-                let mut rest = part;
-                while !rest.is_empty() {
-                    let read = decoder.decode(rest).map_err(|e| arrow_reason(&e))?;
-                    if read == 0 {
-                        // The decoder is full: flush and continue with the same bytes.
-                        batches.extend(decoder.flush().map_err(|e| arrow_reason(&e))?);
-                    }
-                    rest = &rest[read..];
-                }
-            }
-        }
+        feed_lines(&mut decoder, values, Decoder::decode, Decoder::flush, &mut batches)
+            .map_err(|e| arrow_reason(&e))?;
         batches.extend(decoder.flush().map_err(|e| arrow_reason(&e))?);
         let batch = concat_batches(&self.schema, &batches).map_err(|e| arrow_reason(&e))?;
         if batch.num_rows() != values.len() {

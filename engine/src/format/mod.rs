@@ -14,6 +14,7 @@ mod raw;
 
 use bytes::Bytes;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::error::{Error, Result};
@@ -66,6 +67,31 @@ fn bisect(
             bisect(bulk, values, mid..range.end, out, failed);
         }
     }
+}
+
+/// Feeds each of `values`, then a newline, to one of arrow's push decoders (JSON or CSV), whose
+/// `decode` takes what fits in its batch and returns 0 when the batch is full: then `flush` makes
+/// room, and the full batch goes to `batches`. What is still buffered is left to the caller.
+fn feed_lines<D>(
+    decoder: &mut D,
+    values: &[&[u8]],
+    decode: fn(&mut D, &[u8]) -> std::result::Result<usize, ArrowError>,
+    flush: fn(&mut D) -> std::result::Result<Option<RecordBatch>, ArrowError>,
+    batches: &mut Vec<RecordBatch>,
+) -> std::result::Result<(), ArrowError> {
+    for value in values {
+        for part in [*value, b"\n".as_slice()] {
+            let mut rest = part;
+            while !rest.is_empty() {
+                let read = decode(decoder, rest)?;
+                if read == 0 {
+                    batches.extend(flush(decoder)?);
+                }
+                rest = &rest[read..];
+            }
+        }
+    }
+    Ok(())
 }
 
 pub use infer::{infer_schema, MAX_INFER_SAMPLES};

@@ -18,20 +18,13 @@
 //! own that is then aborted, and become dead letters in the next attempt.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 
 use brook_broker::access::{is_abortable, is_fenced, ConsumerGroupMetadata, GroupMember, OutRecord, TxnProducer};
-use bytes::Bytes;
 
-use super::job::{group_id, Halt, Job, Processed};
+use super::job::{group_id, last_resort, refused_output, Halt, Job, Processed};
 use super::output::OutputWriter;
 use super::plan::QueryPlan;
-use super::JobState;
-use crate::dlq::{dead_letter, dead_letter_topic};
-
-/// The header a dead letter gets when the dead-letter topic refused it and it is written again
-/// without key and value (as the at-least-once loop does).
-const LAST_RESORT_HEADER: &str = "brook.dlq.error";
+use crate::dlq::dead_letter_topic;
 
 /// The transactional id of query `query_id`'s job in the worker named `worker`.
 pub fn transactional_id(query_id: &str, worker: &str) -> String {
@@ -100,8 +93,6 @@ impl Job {
         writer: &OutputWriter,
         target_topic: &str,
     ) -> Result<(), Halt> {
-        let source = self.def.source.topic.clone();
-        let group = group_id(&self.def.id);
         let mut producer = Producer {
             transactional_id: transactional_id(&self.def.id, &self.settings.worker_name()),
             current: None,
@@ -110,16 +101,14 @@ impl Job {
             // The producer first: initialising it fences this worker's previous incarnation
             // and aborts the transaction it left open, so the offsets read next are stable.
             self.ensure_producer(&mut producer).await?;
-            let mut member = self.retrying(|| self.access.join(&group, vec![source.clone()])).await?;
-            self.status.set_state(JobState::Running);
-            tracing::info!(query = %self.def.id, group, source, target = target_topic,
-                transactional_id = %producer.transactional_id, "exactly-once continuous query started");
+            let mut member = self.join().await?;
+            tracing::info!(query = %self.def.id, group = %group_id(&self.def.id), source = %self.def.source.topic,
+                target = target_topic, transactional_id = %producer.transactional_id,
+                "exactly-once continuous query started");
             let outcome = self
                 .consume_exactly_once(member.as_mut(), &mut producer, plan, writer, target_topic)
                 .await;
-            if let Err(e) = member.leave().await {
-                tracing::warn!(query = %self.def.id, error = %e, "leaving the query's group failed");
-            }
+            self.leave(member).await;
             match outcome {
                 Err(Halt::Fenced) => {
                     tracing::warn!(query = %self.def.id, transactional_id = %producer.transactional_id,
@@ -141,42 +130,22 @@ impl Job {
         writer: &OutputWriter,
         target_topic: &str,
     ) -> Result<(), Halt> {
-        let source = self.def.source.topic.clone();
-        let group = group_id(&self.def.id);
         let mut positions: BTreeMap<i32, i64> = BTreeMap::new();
         loop {
-            let wait_ms = if positions.is_empty() {
-                self.settings.fetch_wait_ms
-            } else {
-                0
-            };
-            let (owned, metadata) = self.owned_with_metadata(member, wait_ms).await?;
-            self.follow_assignment(&owned, &group, &source, &mut positions).await?;
-            if positions.is_empty() {
-                self.check_stop()?;
-                continue;
-            }
-            let records = self.fetch(&source, &mut positions, true).await?;
+            let (owned, metadata) = self.owned_with_metadata(member, self.wait_ms(&positions)).await?;
+            let records = self.read_batch(&owned, &mut positions).await?;
             if records.is_empty() {
                 continue;
             }
             let processed = self.process(plan, writer, &records).await?;
-            let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-            for r in &records {
-                next.insert(r.partition, r.offset + 1);
-            }
-            let offsets: Vec<(String, i32, i64)> = next.iter().map(|(p, o)| (source.clone(), *p, *o)).collect();
+            let next = self.next_offsets(&records);
             match self
-                .transact(producer, processed, target_topic, &offsets, &metadata)
+                .transact(producer, processed, target_topic, &next, &metadata)
                 .await?
             {
                 Some((n_out, n_dead)) => {
-                    positions.extend(next);
-                    self.status
-                        .records_in
-                        .fetch_add(records.len() as u64, Ordering::Relaxed);
-                    self.status.records_out.fetch_add(n_out, Ordering::Relaxed);
-                    self.status.records_dead.fetch_add(n_dead, Ordering::Relaxed);
+                    positions.extend(next.iter().map(|(_, p, o)| (*p, *o)));
+                    self.count(records.len(), n_out, n_dead);
                 }
                 // Aborted: every partition starts again from the group's committed offsets.
                 None => positions.clear(),
@@ -256,9 +225,7 @@ impl Job {
                                 }
                             }
                         } else {
-                            let record = out.remove(i);
-                            let why = format!("output could not be written to {target_topic}: {e}");
-                            dead.push(dead_letter(source, -1, -1, record.key, record.value, &why, "produce"));
+                            dead.push(refused_output(source, target_topic, out.remove(i), &e));
                         }
                     }
                 }
@@ -356,25 +323,6 @@ impl Job {
             }
         }
     }
-}
-
-/// A dead letter the dead-letter topic refused, stripped of key and value with the error in a
-/// header; None when it was stripped already.
-fn last_resort(mut record: OutRecord, error: &brook_broker::Error) -> Option<OutRecord> {
-    if record
-        .headers
-        .iter()
-        .any(|(k, _)| k.as_ref() == LAST_RESORT_HEADER.as_bytes())
-    {
-        return None;
-    }
-    record.key = None;
-    record.value = None;
-    record.headers.push((
-        Bytes::from_static(LAST_RESORT_HEADER.as_bytes()),
-        Some(error.to_string().into()),
-    ));
-    Some(record)
 }
 
 fn failure_into(failure: Failure) -> crate::error::Error {

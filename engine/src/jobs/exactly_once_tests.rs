@@ -4,16 +4,15 @@
 //! query; and the `processing_guarantee` option is checked.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::time::Instant;
 
-use brook_broker::access::{ConsumerGroupMetadata, ConsumerRecord, OffsetSpec, TopicAccess, TopicSpec};
+use brook_broker::access::{ConsumerGroupMetadata, ConsumerRecord, OffsetSpec, TopicSpec};
 
 use super::statements::execute;
 use super::tests::{
-    cluster, cluster_with, create_topic, header, manager_with, produce, run, settings, values, Cluster, DEADLINE,
+    cluster, cluster_with, committed_sum, create_topic, header, ids, manager_with, produce, produce_ids, read_at_least,
+    read_committed, run, settings, settle, values, wait_records_in, Cluster,
 };
-use super::{group_id, transactional_id, JobManager, JobSettings, JobState};
+use super::{group_id, transactional_id, JobSettings, JobState};
 use crate::catalog::ProcessingGuarantee;
 use crate::dlq;
 use crate::sql::ddl;
@@ -22,50 +21,6 @@ fn worker(name: &str) -> JobSettings {
     JobSettings {
         worker_name: Some(name.to_string()),
         ..settings()
-    }
-}
-
-/// Reads every partition of `topic` from the start, read_committed or not, until at least `n`
-/// records came back or the deadline passes.
-async fn read(access: &Arc<dyn TopicAccess>, topic: &str, n: usize, committed: bool) -> Vec<ConsumerRecord> {
-    let end = Instant::now() + DEADLINE;
-    let mut positions: Vec<(i32, i64)> = Vec::new();
-    let mut out = Vec::new();
-    loop {
-        if positions.is_empty() {
-            if let Ok(p) = access.list_offsets(topic, OffsetSpec::Earliest).await {
-                positions = p;
-            }
-        }
-        for (p, o) in positions.iter_mut() {
-            let fetched = if committed {
-                access.fetch_committed(topic, *p, *o, 1 << 20, 100).await
-            } else {
-                access.fetch(topic, *p, *o, 1 << 20, 100).await
-            };
-            if let Ok(f) = fetched {
-                for r in f.records {
-                    *o = r.offset + 1;
-                    out.push(r);
-                }
-            }
-        }
-        if out.len() >= n {
-            return out;
-        }
-        assert!(
-            Instant::now() < end,
-            "{topic} holds {} records, expected {n}",
-            out.len()
-        );
-    }
-}
-
-/// Waits until no transaction is completing: the markers of every ended transaction are
-/// written and the offsets they commit applied.
-async fn settle(c: &Cluster) {
-    for (id, _) in c.broker.txns.list() {
-        c.broker.txns.settled(&id).await;
     }
 }
 
@@ -84,55 +39,6 @@ async fn committed_now(c: &Cluster, topic: &str) -> Vec<ConsumerRecord> {
         }
     }
     out
-}
-
-/// The `id` field of each JSON value, sorted.
-fn ids(records: &[ConsumerRecord]) -> Vec<i64> {
-    let mut ids: Vec<i64> = values(records)
-        .iter()
-        .map(|v| {
-            serde_json::from_str::<serde_json::Value>(v).unwrap()["id"]
-                .as_i64()
-                .unwrap()
-        })
-        .collect();
-    ids.sort();
-    ids
-}
-
-fn inputs(range: std::ops::Range<i64>) -> Vec<String> {
-    range.map(|i| format!(r#"{{"id": {i}}}"#)).collect()
-}
-
-async fn produce_ids(c: &Cluster, topic: &str, range: std::ops::Range<i64>) {
-    let values = inputs(range);
-    produce(&c.access, topic, &values.iter().map(String::as_str).collect::<Vec<_>>()).await;
-}
-
-/// Waits until the manager's only job counted `n` inputs.
-async fn wait_records_in(jobs: &JobManager, n: u64) {
-    let end = Instant::now() + DEADLINE;
-    while jobs.list()[0].records_in < n {
-        assert!(
-            Instant::now() < end,
-            "the job never counted its input: {:?}",
-            jobs.list()
-        );
-        tokio::task::yield_now().await;
-    }
-}
-
-/// The sum of the offsets `group` committed for `topic`, once ended transactions settled.
-async fn committed_sum(c: &Cluster, group: &str, topic: &str) -> i64 {
-    settle(c).await;
-    c.access
-        .committed(group)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|(t, _, _)| t == topic)
-        .map(|(_, _, o)| o)
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,7 +61,7 @@ async fn an_exactly_once_query_writes_each_input_once_and_resumes_after_a_restar
     let def = jobs.catalog().query("csas_evens").unwrap();
     assert_eq!(def.processing_guarantee, ProcessingGuarantee::ExactlyOnce);
     produce_ids(&c, "in", 0..20).await;
-    let out = read(&c.access, "out", 10, true).await;
+    let out = read_committed(&c.access, "out", 10).await;
     assert_eq!(ids(&out), (0..20).filter(|i| i % 2 == 0).collect::<Vec<_>>());
     wait_records_in(&jobs, 20).await;
     assert_eq!(jobs.list()[0].state, JobState::Running);
@@ -167,7 +73,7 @@ async fn an_exactly_once_query_writes_each_input_once_and_resumes_after_a_restar
 
     produce_ids(&c, "in", 20..30).await;
     let jobs = manager_with(&c.access, worker("w1")).await;
-    let out = read(&c.access, "out", 15, true).await;
+    let out = read_committed(&c.access, "out", 15).await;
     assert_eq!(ids(&out), (0..30).filter(|i| i % 2 == 0).collect::<Vec<_>>());
     wait_records_in(&jobs, 10).await;
     jobs.shutdown().await;
@@ -190,7 +96,7 @@ async fn a_transaction_a_dead_worker_left_open_is_aborted_when_it_restarts() {
     )
     .await;
     produce_ids(&c, "in", 0..4).await;
-    read(&c.access, "out", 4, true).await;
+    read_committed(&c.access, "out", 4).await;
     jobs.shutdown().await;
 
     // What a worker killed mid-transaction leaves: output written and offsets sent far ahead,
@@ -211,12 +117,12 @@ async fn a_transaction_a_dead_worker_left_open_is_aborted_when_it_restarts() {
 
     produce_ids(&c, "in", 4..8).await;
     let jobs = manager_with(&c.access, worker("w1")).await;
-    let out = read(&c.access, "out", 8, true).await;
+    let out = read_committed(&c.access, "out", 8).await;
     assert_eq!(ids(&out), (0..8).collect::<Vec<_>>(), "the dead transaction is aborted");
     wait_records_in(&jobs, 4).await;
     jobs.shutdown().await;
     assert_eq!(committed_sum(&c, &group_id("csas_copy"), "in").await, 8);
-    let all = read(&c.access, "out", 9, false).await;
+    let all = read_at_least(&c.access, "out", 9).await;
     assert!(
         ids(&all).contains(&-1),
         "read_uncommitted readers saw the aborted record"
@@ -253,10 +159,10 @@ async fn a_record_the_target_refuses_aborts_the_transaction_and_becomes_a_dead_l
         &[r#"{"s": "a"}"#, "{not json", &long, r#"{"s": "b"}"#],
     )
     .await;
-    let out = read(&c.access, "small", 2, true).await;
+    let out = read_committed(&c.access, "small", 2).await;
     assert_eq!(values(&out), [r#"{"s":"a"}"#, r#"{"s":"b"}"#]);
     let dlq = dlq::dead_letter_topic("raw");
-    let dead = read(&c.access, &dlq, 2, true).await;
+    let dead = read_committed(&c.access, &dlq, 2).await;
     wait_records_in(&jobs, 4).await;
     jobs.shutdown().await;
     let dead_now = committed_now(&c, &dlq).await;
@@ -264,7 +170,7 @@ async fn a_record_the_target_refuses_aborts_the_transaction_and_becomes_a_dead_l
     let stages: BTreeSet<&str> = dead.iter().map(|r| header(r, dlq::HEADER_STAGE)).collect();
     assert_eq!(stages, BTreeSet::from(["decode", "produce"]));
     assert_eq!(committed_now(&c, "small").await.len(), 2);
-    let uncommitted = read(&c.access, &dlq, 3, false).await;
+    let uncommitted = read_at_least(&c.access, &dlq, 3).await;
     assert!(uncommitted.len() >= 3, "the aborted attempt wrote its dead letter too");
 }
 
@@ -284,13 +190,13 @@ async fn a_fenced_job_rejoins_with_a_new_producer_and_writes_each_input_once() {
     )
     .await;
     produce_ids(&c, "in", 0..6).await;
-    read(&c.access, "out", 6, true).await;
+    read_committed(&c.access, "out", 6).await;
     // Another producer with the job's transactional id fences the job's producer.
     let id = transactional_id("csas_copy", "w1");
     let usurper = c.access.transactional_producer(&id, 60_000).await.unwrap();
     let fenced_at = c.broker.txns.describe(&id).unwrap().producer_epoch;
     produce_ids(&c, "in", 6..12).await;
-    let out = read(&c.access, "out", 12, true).await;
+    let out = read_committed(&c.access, "out", 12).await;
     assert_eq!(ids(&out), (0..12).collect::<Vec<_>>());
     assert!(
         c.broker.txns.describe(&id).unwrap().producer_epoch > fenced_at,
@@ -321,11 +227,11 @@ async fn two_workers_share_a_query_and_hand_partitions_over_exactly_once() {
     .await;
     let second = manager_with(&c.access, worker("w2")).await;
     produce_ids(&c, "in", 0..40).await;
-    read(&c.access, "out", 40, true).await;
+    read_committed(&c.access, "out", 40).await;
     // The first worker goes while input flows: its partitions move to the second.
     let (_, ()) = tokio::join!(first.shutdown(), produce_ids(&c, "in", 40..80));
     produce_ids(&c, "in", 80..100).await;
-    read(&c.access, "out", 100, true).await;
+    read_committed(&c.access, "out", 100).await;
     second.shutdown().await;
     assert_eq!(ids(&committed_now(&c, "out").await), (0..100).collect::<Vec<_>>());
     assert_eq!(committed_sum(&c, &group_id("csas_copy"), "in").await, 100);

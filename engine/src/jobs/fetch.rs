@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use brook_broker::access::{ConsumerRecord, Fetched, TopicAccess};
+use brook_broker::access::{ConsumerRecord, Fetched, Isolation, TopicAccess};
 use futures::future::join_all;
 use futures::stream::{FuturesUnordered, StreamExt};
 
@@ -44,10 +44,19 @@ pub async fn fetch_round(
     max_bytes: usize,
     wait_ms: u64,
 ) -> Round {
-    fetch_round_as(access, topic, positions, max_records, max_bytes, wait_ms, false).await
+    fetch_round_as(
+        access,
+        topic,
+        positions,
+        max_records,
+        max_bytes,
+        wait_ms,
+        Isolation::ReadUncommitted,
+    )
+    .await
 }
 
-/// As [`fetch_round`], read_committed when `committed` (exactly-once jobs).
+/// As [`fetch_round`], with `isolation` (read_committed for exactly-once jobs).
 pub(super) async fn fetch_round_as(
     access: &dyn TopicAccess,
     topic: &str,
@@ -55,17 +64,15 @@ pub(super) async fn fetch_round_as(
     max_records: usize,
     max_bytes: usize,
     wait_ms: u64,
-    committed: bool,
+    isolation: Isolation,
 ) -> Round {
     let n = positions.len().max(1);
     let share_bytes = (max_bytes / n).max(1024);
     let share_records = max_records.div_ceil(n).max(1);
     let fetch = |p: i32, from: i64, wait: u64| async move {
-        let fetched = if committed {
-            access.fetch_committed(topic, p, from, share_bytes, wait).await
-        } else {
-            access.fetch(topic, p, from, share_bytes, wait).await
-        };
+        let fetched = access
+            .fetch_isolated(topic, p, from, share_bytes, wait, isolation)
+            .await;
         (p, from, fetched)
     };
     let mut round = Round::default();

@@ -14,7 +14,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use brook_broker::access::{ConsumerRecord, GroupMember, OffsetSpec, OutRecord, Owned, TopicAccess, TopicSpec};
+use brook_broker::access::{
+    ConsumerRecord, GroupMember, Isolation, OffsetSpec, OutRecord, Owned, TopicAccess, TopicSpec,
+};
+use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::fetch::fetch_round_as;
@@ -24,6 +27,10 @@ use super::{JobSettings, JobState, JobStatus};
 use crate::catalog::{Catalog, ProcessingGuarantee, QueryDef};
 use crate::dlq::{dead_letter, dead_letter_topic};
 use crate::error::{Error, Result};
+
+/// The header a dead letter gets when the dead-letter topic refused it and it is written again
+/// without key and value.
+const LAST_RESORT_HEADER: &str = "brook.dlq.error";
 
 /// The consumer group a query's job members join.
 pub fn group_id(query_id: &str) -> String {
@@ -91,16 +98,29 @@ impl Job {
         if self.def.processing_guarantee == ProcessingGuarantee::ExactlyOnce {
             return self.run_exactly_once(&plan, &writer, &target.topic).await;
         }
-        let source = self.def.source.topic.clone();
-        let group = group_id(&self.def.id);
-        let mut member = self.retrying(|| self.access.join(&group, vec![source.clone()])).await?;
-        self.status.set_state(JobState::Running);
-        tracing::info!(query = %self.def.id, group, source, target = %target.topic, "continuous query started");
+        let mut member = self.join().await?;
+        tracing::info!(query = %self.def.id, group = %group_id(&self.def.id), source = %self.def.source.topic,
+            target = %target.topic, "continuous query started");
         let result = self.consume(member.as_mut(), &plan, &writer, &target.topic).await;
+        self.leave(member).await;
+        result
+    }
+
+    /// Joins the query's group (subscribed to the source topic), retrying what may pass, and
+    /// marks the job running.
+    pub(super) async fn join(&self) -> Result<Box<dyn GroupMember>, Halt> {
+        let group = group_id(&self.def.id);
+        let source = &self.def.source.topic;
+        let member = self.retrying(|| self.access.join(&group, vec![source.clone()])).await?;
+        self.status.set_state(JobState::Running);
+        Ok(member)
+    }
+
+    /// Leaves the query's group, so that its partitions move at once.
+    pub(super) async fn leave(&self, member: Box<dyn GroupMember>) {
         if let Err(e) = member.leave().await {
             tracing::warn!(query = %self.def.id, error = %e, "leaving the query's group failed");
         }
-        result
     }
 
     /// The consume-transform-produce loop.
@@ -111,67 +131,89 @@ impl Job {
         writer: &OutputWriter,
         target_topic: &str,
     ) -> Result<(), Halt> {
-        let source = self.def.source.topic.clone();
-        let group = group_id(&self.def.id);
         let mut positions: BTreeMap<i32, i64> = BTreeMap::new();
         loop {
-            let wait_ms = if positions.is_empty() {
-                self.settings.fetch_wait_ms
-            } else {
-                0
-            };
-            let owned = self.assignment(member, wait_ms).await?;
-            self.follow_assignment(&owned, &group, &source, &mut positions).await?;
-            if positions.is_empty() {
-                self.check_stop()?;
-                continue;
-            }
-            let records = self.fetch(&source, &mut positions, false).await?;
+            let owned = self.assignment(member, self.wait_ms(&positions)).await?;
+            let records = self.read_batch(&owned, &mut positions).await?;
             if records.is_empty() {
                 continue;
             }
             let processed = self.process(plan, writer, &records).await?;
-            let (n_out, n_dead) = (processed.out.len() as u64, processed.dead.len() as u64);
-            let dlq = dead_letter_topic(&source);
-            let (mut n_out, mut n_dead) = (n_out, n_dead);
-            if !processed.dead.is_empty() {
-                let refused = self.produce_or_divert(&dlq, processed.dead).await?;
-                self.write_last_resort(&dlq, refused).await?;
+            let (n_out, n_dead) = self.write(processed, target_topic).await?;
+            let next = self.next_offsets(&records);
+            positions.extend(next.iter().map(|(_, p, o)| (*p, *o)));
+            if let Err(e) = member.commit(next).await {
+                // A rebalance fenced the commit: the new owner re-reads from the last commit.
+                tracing::warn!(query = %self.def.id, error = %e, "committing input offsets failed");
             }
-            if !processed.out.is_empty() {
-                // An output record the target refuses for good (too large, say) becomes a dead
-                // letter instead of stopping the query.
-                let refused = self.produce_or_divert(target_topic, processed.out).await?;
+            self.count(records.len(), n_out, n_dead);
+        }
+    }
+
+    /// Writes a micro-batch's dead letters, then its outputs, each acknowledged; an output
+    /// record the target refuses for good (too large, say) becomes a dead letter instead of
+    /// stopping the query. The outputs and dead letters written.
+    async fn write(&self, processed: Processed, target_topic: &str) -> Result<(u64, u64), Halt> {
+        let source = &self.def.source.topic;
+        let dlq = dead_letter_topic(source);
+        let (mut n_out, mut n_dead) = (processed.out.len() as u64, processed.dead.len() as u64);
+        if !processed.dead.is_empty() {
+            let refused = self.produce_or_divert(&dlq, processed.dead).await?;
+            self.write_last_resort(&dlq, refused).await?;
+        }
+        if !processed.out.is_empty() {
+            let refused = self.produce_or_divert(target_topic, processed.out).await?;
+            if !refused.is_empty() {
                 n_out -= refused.len() as u64;
                 n_dead += refused.len() as u64;
                 let letters = refused
                     .into_iter()
-                    .map(|(record, e)| {
-                        let why = format!("output could not be written to {target_topic}: {e}");
-                        dead_letter(&source, -1, -1, record.key, record.value, &why, "produce")
-                    })
+                    .map(|(record, e)| refused_output(source, target_topic, record, &e))
                     .collect();
                 let refused = self.produce_or_divert(&dlq, letters).await?;
                 self.write_last_resort(&dlq, refused).await?;
             }
-            let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-            for r in &records {
-                next.insert(r.partition, r.offset + 1);
-            }
-            for (p, o) in &next {
-                positions.insert(*p, *o);
-            }
-            let commits = next.into_iter().map(|(p, o)| (source.clone(), p, o)).collect();
-            if let Err(e) = member.commit(commits).await {
-                // A rebalance fenced the commit: the new owner re-reads from the last commit.
-                tracing::warn!(query = %self.def.id, error = %e, "committing input offsets failed");
-            }
-            self.status
-                .records_in
-                .fetch_add(records.len() as u64, Ordering::Relaxed);
-            self.status.records_out.fetch_add(n_out, Ordering::Relaxed);
-            self.status.records_dead.fetch_add(n_dead, Ordering::Relaxed);
         }
+        Ok((n_out, n_dead))
+    }
+
+    /// How long the next assignment check may wait: while the job reads nothing, as long as a
+    /// fetch would; else not at all.
+    pub(super) fn wait_ms(&self, positions: &BTreeMap<i32, i64>) -> u64 {
+        if positions.is_empty() {
+            self.settings.fetch_wait_ms
+        } else {
+            0
+        }
+    }
+
+    /// Follows the assignment `owned` and reads the next micro-batch from the owned partitions;
+    /// empty when there was nothing to read.
+    pub(super) async fn read_batch(
+        &self,
+        owned: &Owned,
+        positions: &mut BTreeMap<i32, i64>,
+    ) -> Result<Vec<ConsumerRecord>, Halt> {
+        self.follow_assignment(owned, positions).await?;
+        if positions.is_empty() {
+            self.check_stop()?;
+            return Ok(Vec::new());
+        }
+        self.fetch(positions).await
+    }
+
+    /// The offsets to commit after `records`: per partition, one past the last record read.
+    pub(super) fn next_offsets(&self, records: &[ConsumerRecord]) -> Vec<(String, i32, i64)> {
+        let next: BTreeMap<i32, i64> = records.iter().map(|r| (r.partition, r.offset + 1)).collect();
+        let source = &self.def.source.topic;
+        next.into_iter().map(|(p, o)| (source.clone(), p, o)).collect()
+    }
+
+    /// Counts a micro-batch done: inputs read, outputs and dead letters written.
+    pub(super) fn count(&self, n_in: usize, n_out: u64, n_dead: u64) {
+        self.status.records_in.fetch_add(n_in as u64, Ordering::Relaxed);
+        self.status.records_out.fetch_add(n_out, Ordering::Relaxed);
+        self.status.records_dead.fetch_add(n_dead, Ordering::Relaxed);
     }
 
     /// The member's assignment, waiting up to `wait_ms` for a change; retriable errors retried.
@@ -191,18 +233,13 @@ impl Job {
 
     /// Drops the positions of partitions no longer owned and starts newly owned ones at the
     /// group's committed offsets.
-    pub(super) async fn follow_assignment(
-        &self,
-        owned: &Owned,
-        group: &str,
-        source: &str,
-        positions: &mut BTreeMap<i32, i64>,
-    ) -> Result<(), Halt> {
+    async fn follow_assignment(&self, owned: &Owned, positions: &mut BTreeMap<i32, i64>) -> Result<(), Halt> {
+        let source = &self.def.source.topic;
         let owned: BTreeSet<i32> = owned.iter().filter(|(t, _)| t == source).map(|(_, p)| *p).collect();
         positions.retain(|p, _| owned.contains(p));
         let new: Vec<i32> = owned.iter().copied().filter(|p| !positions.contains_key(p)).collect();
         if !new.is_empty() {
-            let starts = self.start_offsets(group, source).await?;
+            let starts = self.start_offsets().await?;
             for p in new {
                 positions.insert(p, starts.get(&p).copied().unwrap_or(0));
             }
@@ -214,7 +251,9 @@ impl Job {
     /// Where newly assigned partitions start: the group's committed offset, else the earliest.
     /// An exactly-once job asks for the source's partitions by name, so that it also waits
     /// for a transaction holding the first offset of a partition.
-    async fn start_offsets(&self, group: &str, source: &str) -> Result<BTreeMap<i32, i64>, Halt> {
+    async fn start_offsets(&self) -> Result<BTreeMap<i32, i64>, Halt> {
+        let group = &group_id(&self.def.id);
+        let source = &self.def.source.topic;
         let mut starts: BTreeMap<i32, i64> = self
             .retrying(|| self.access.list_offsets(source, OffsetSpec::Earliest))
             .await?
@@ -228,7 +267,7 @@ impl Job {
             self.retrying(|| self.access.committed(group)).await?
         };
         for (t, p, o) in committed {
-            if t == source && o >= 0 {
+            if t == *source && o >= 0 {
                 starts.insert(p, o);
             }
         }
@@ -236,13 +275,13 @@ impl Job {
     }
 
     /// One micro-batch from the owned partitions, bounded to `max_batch_records` in all;
-    /// read_committed when `committed`.
-    pub(super) async fn fetch(
-        &self,
-        source: &str,
-        positions: &mut BTreeMap<i32, i64>,
-        committed: bool,
-    ) -> Result<Vec<ConsumerRecord>, Halt> {
+    /// read_committed for an exactly-once job.
+    async fn fetch(&self, positions: &mut BTreeMap<i32, i64>) -> Result<Vec<ConsumerRecord>, Halt> {
+        let source = &self.def.source.topic;
+        let isolation = match self.def.processing_guarantee {
+            ProcessingGuarantee::AtLeastOnce => Isolation::ReadUncommitted,
+            ProcessingGuarantee::ExactlyOnce => Isolation::ReadCommitted,
+        };
         let s = &self.settings;
         let round = {
             let mut stop = self.stop.clone();
@@ -253,7 +292,7 @@ impl Job {
                 s.max_batch_records,
                 s.fetch_max_bytes,
                 s.fetch_wait_ms,
-                committed,
+                isolation,
             );
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return Err(Halt::Stopped),
@@ -329,7 +368,7 @@ impl Job {
     /// Writes records; a batch refused for good is retried one record at a time, and the records
     /// still refused are returned with their error, so one bad record never stops the query.
     async fn produce_or_divert(&self, topic: &str, records: Vec<OutRecord>) -> Result<Vec<(OutRecord, Error)>, Halt> {
-        match self.produce_creating(topic, records.clone()).await {
+        match self.produce_creating(topic, &records).await {
             Ok(()) => return Ok(Vec::new()),
             Err(Halt::Failed(e)) => {
                 tracing::warn!(query = %self.def.id, topic, error = %e, "batch refused; writing record by record")
@@ -338,7 +377,7 @@ impl Job {
         }
         let mut refused = Vec::new();
         for record in records {
-            match self.produce_creating(topic, vec![record.clone()]).await {
+            match self.produce_creating(topic, std::slice::from_ref(&record)).await {
                 Ok(()) => {}
                 Err(Halt::Failed(e)) => refused.push((record, e)),
                 Err(stop) => return Err(stop),
@@ -350,14 +389,12 @@ impl Job {
     /// Dead letters the dead-letter topic itself refused: written once more without key and
     /// value (the headers still name the error and the source), else logged and dropped.
     async fn write_last_resort(&self, dlq: &str, refused: Vec<(OutRecord, Error)>) -> Result<(), Halt> {
-        for (mut record, e) in refused {
-            record.key = None;
-            record.value = None;
-            record.headers.push((
-                bytes::Bytes::from_static(b"brook.dlq.error"),
-                Some(e.to_string().into()),
-            ));
-            if let Err(Halt::Failed(e2)) = self.produce_creating(dlq, vec![record]).await {
+        for (record, e) in refused {
+            // Never stripped before: these are the first writes of their dead letters.
+            let Some(stripped) = last_resort(record, &e) else {
+                continue;
+            };
+            if let Err(Halt::Failed(e2)) = self.produce_creating(dlq, &[stripped]).await {
                 tracing::error!(query = %self.def.id, topic = dlq, error = %e2, "a dead letter could not be written; dropping it");
             }
         }
@@ -365,14 +402,14 @@ impl Job {
     }
 
     /// Produces to `topic`, creating it (cluster defaults) the first time it is missing.
-    async fn produce_creating(&self, topic: &str, records: Vec<OutRecord>) -> Result<(), Halt> {
-        match self.access.produce(topic, records.clone()).await {
+    async fn produce_creating(&self, topic: &str, records: &[OutRecord]) -> Result<(), Halt> {
+        match self.access.produce(topic, records.to_vec()).await {
             Ok(_) => return Ok(()),
             Err(brook_broker::Error::UnknownTopicOrPartition(_)) => self.create_topic(topic).await?,
             Err(e) if e.is_retriable() => {}
             Err(e) => return Err(Halt::Failed(e.into())),
         }
-        self.retrying(|| self.access.produce(topic, records.clone())).await?;
+        self.retrying(|| self.access.produce(topic, records.to_vec())).await?;
         Ok(())
     }
 
@@ -429,6 +466,37 @@ impl Job {
             Ok(())
         }
     }
+}
+
+/// The dead letter of an output record `target_topic` refused for good with `error`.
+pub(super) fn refused_output(
+    source: &str,
+    target_topic: &str,
+    record: OutRecord,
+    error: &impl std::fmt::Display,
+) -> OutRecord {
+    let why = format!("output could not be written to {target_topic}: {error}");
+    dead_letter(source, -1, -1, record.key, record.value, &why, "produce")
+}
+
+/// A dead letter the dead-letter topic refused, stripped of key and value with the error in the
+/// [`LAST_RESORT_HEADER`] header (the other headers still name the error and the source); None
+/// when it was stripped already.
+pub(super) fn last_resort(mut record: OutRecord, error: &impl std::fmt::Display) -> Option<OutRecord> {
+    if record
+        .headers
+        .iter()
+        .any(|(k, _)| k.as_ref() == LAST_RESORT_HEADER.as_bytes())
+    {
+        return None;
+    }
+    record.key = None;
+    record.value = None;
+    record.headers.push((
+        Bytes::from_static(LAST_RESORT_HEADER.as_bytes()),
+        Some(error.to_string().into()),
+    ));
+    Some(record)
 }
 
 /// Runs the query over `batch` and encodes the result.

@@ -11,7 +11,6 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::config::Dialect;
 use datafusion::logical_expr::{DdlStatement as DfDdl, LogicalPlan};
-use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::ColumnDef;
 
@@ -20,20 +19,12 @@ use crate::catalog::{ProcessingGuarantee, QueryDef, StreamDef};
 use crate::error::{Error, Result};
 use crate::format::{decoder, infer_schema, Format, FormatSpec};
 use crate::sql::ddl::{self, CreateStream, DdlStatement, WithOption, PROCESSING_GUARANTEE};
+use crate::sql::Output;
 use crate::table::{infer_format, sample_values};
 
-/// What a streaming statement returns.
-pub enum StatementOutput {
-    /// A sentence saying what was done.
-    Message(String),
-    /// Rows (SHOW QUERIES).
-    Batches(Vec<RecordBatch>),
-    /// Rows as they arrive (EMIT CHANGES), until dropped.
-    Stream(SendableRecordBatchStream),
-}
-
-/// Runs `statement`, parsed from `sql`, against the catalog and jobs of `jobs`.
-pub async fn execute(jobs: &Arc<JobManager>, statement: DdlStatement, sql: &str) -> Result<StatementOutput> {
+/// Runs `statement`, parsed from `sql`, against the catalog and jobs of `jobs`: a message saying
+/// what was done, rows (SHOW QUERIES), or rows as they arrive (EMIT CHANGES) until dropped.
+pub async fn execute(jobs: &Arc<JobManager>, statement: DdlStatement, sql: &str) -> Result<Output> {
     jobs.catalog().refresh().await?;
     match statement {
         DdlStatement::CreateStream(c) => create_stream(jobs, c, sql).await,
@@ -41,7 +32,7 @@ pub async fn execute(jobs: &Arc<JobManager>, statement: DdlStatement, sql: &str)
         DdlStatement::EmitChanges { select } => {
             let source = resolve_source(jobs, &select).await?;
             let settings = super::JobSettings::default();
-            Ok(StatementOutput::Stream(
+            Ok(Output::Stream(
                 emit_changes(jobs.access().clone(), source, &select, settings).await?,
             ))
         }
@@ -50,19 +41,19 @@ pub async fn execute(jobs: &Arc<JobManager>, statement: DdlStatement, sql: &str)
             options,
             select,
         } => insert_into(jobs, &target, &options, &select, sql).await,
-        DdlStatement::ShowQueries => Ok(StatementOutput::Batches(vec![show_queries(jobs)?])),
+        DdlStatement::ShowQueries => Ok(Output::Batches(vec![show_queries(jobs)?])),
         DdlStatement::Terminate { query_id } => {
             jobs.stop(&query_id).await?;
-            Ok(StatementOutput::Message(format!("Terminated query {query_id}")))
+            Ok(Output::Message(format!("Terminated query {query_id}")))
         }
     }
 }
 
-async fn create_stream(jobs: &Arc<JobManager>, c: CreateStream, sql: &str) -> Result<StatementOutput> {
+async fn create_stream(jobs: &Arc<JobManager>, c: CreateStream, sql: &str) -> Result<Output> {
     let catalog = jobs.catalog();
     if catalog.get(&c.name).is_some() {
         if c.if_not_exists {
-            return Ok(StatementOutput::Message(format!("Stream {} already exists", c.name)));
+            return Ok(Output::Message(format!("Stream {} already exists", c.name)));
         }
         return Err(Error::Catalog(format!(
             "stream {} already exists; DROP STREAM {} first",
@@ -106,10 +97,7 @@ async fn create_stream(jobs: &Arc<JobManager>, c: CreateStream, sql: &str) -> Re
             key_column,
         };
         catalog.put(&def).await?;
-        return Ok(StatementOutput::Message(format!(
-            "Created stream {} over topic {topic}",
-            c.name
-        )));
+        return Ok(Output::Message(format!("Created stream {} over topic {topic}", c.name)));
     };
     let source = resolve_source(jobs, &select).await?;
     let plan = QueryPlan::new(&select, &source).await?;
@@ -127,7 +115,7 @@ async fn create_stream(jobs: &Arc<JobManager>, c: CreateStream, sql: &str) -> Re
     let id = fresh_id(jobs, &format!("csas_{}", c.name), false).await?;
     let def = query_def(id.clone(), sql, select, source, c.name.clone(), guarantee);
     jobs.create(def).await?;
-    Ok(StatementOutput::Message(format!(
+    Ok(Output::Message(format!(
         "Created stream {} over topic {topic} and started query {id}{}",
         c.name,
         guarantee_note(guarantee)
@@ -140,7 +128,7 @@ async fn insert_into(
     options: &[WithOption],
     select: &str,
     sql: &str,
-) -> Result<StatementOutput> {
+) -> Result<Output> {
     let guarantee = processing_guarantee(options)?;
     let catalog = jobs.catalog();
     let stream = catalog.get(target).ok_or_else(|| {
@@ -182,17 +170,17 @@ async fn insert_into(
         guarantee,
     ))
     .await?;
-    Ok(StatementOutput::Message(format!(
+    Ok(Output::Message(format!(
         "Started query {id} into stream {target}{}",
         guarantee_note(guarantee)
     )))
 }
 
-async fn drop_stream(jobs: &Arc<JobManager>, name: &str, if_exists: bool) -> Result<StatementOutput> {
+async fn drop_stream(jobs: &Arc<JobManager>, name: &str, if_exists: bool) -> Result<Output> {
     let catalog = jobs.catalog();
     let Some(def) = catalog.get(name) else {
         if if_exists {
-            return Ok(StatementOutput::Message(format!("Stream {name} does not exist")));
+            return Ok(Output::Message(format!("Stream {name} does not exist")));
         }
         return Err(Error::Catalog(format!("there is no stream {name}")));
     };
@@ -214,7 +202,7 @@ async fn drop_stream(jobs: &Arc<JobManager>, name: &str, if_exists: bool) -> Res
     } else {
         format!(", terminated {}", terminated.join(", "))
     };
-    Ok(StatementOutput::Message(format!(
+    Ok(Output::Message(format!(
         "Dropped stream {name} (topic {} is kept){also}",
         def.topic
     )))

@@ -6,15 +6,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use brook_broker::access::embedded::EmbeddedAccess;
-use brook_broker::access::{ConsumerRecord, OutRecord, TopicAccess, TopicSpec};
+use brook_broker::access::{ConsumerRecord, Isolation, OffsetSpec, OutRecord, TopicAccess, TopicSpec};
 use brook_broker::{Broker, BrokerConfig};
 use bytes::Bytes;
 
-use super::statements::{execute, StatementOutput};
+use super::statements::execute;
 use super::{group_id, JobManager, JobSettings, JobState};
 use crate::catalog::Catalog;
 use crate::dlq;
-use crate::sql::ddl;
+use crate::sql::{ddl, Output};
 
 /// How long a test waits for output before it fails (a hang guard, not a threshold).
 pub(super) const DEADLINE: Duration = Duration::from_secs(60);
@@ -81,7 +81,7 @@ pub(super) async fn manager_with(access: &Arc<dyn TopicAccess>, settings: JobSet
 pub(super) async fn run(jobs: &Arc<JobManager>, sql: &str) -> String {
     let statement = ddl::parse(sql).expect("parses").expect("a streaming statement");
     match execute(jobs, statement, sql).await {
-        Ok(StatementOutput::Message(m)) => m,
+        Ok(Output::Message(m)) => m,
         Ok(_) => panic!("{sql}: expected a message"),
         Err(e) => panic!("{sql}: {e}"),
     }
@@ -110,21 +110,32 @@ pub(super) async fn produce(access: &Arc<dyn TopicAccess>, topic: &str, values: 
 }
 
 /// Reads `topic` (every partition) until it holds at least `n` records or the deadline passes.
-async fn read_at_least(access: &Arc<dyn TopicAccess>, topic: &str, n: usize) -> Vec<ConsumerRecord> {
+pub(super) async fn read_at_least(access: &Arc<dyn TopicAccess>, topic: &str, n: usize) -> Vec<ConsumerRecord> {
+    read_isolated(access, topic, n, Isolation::ReadUncommitted).await
+}
+
+/// As [`read_at_least`], read_committed.
+pub(super) async fn read_committed(access: &Arc<dyn TopicAccess>, topic: &str, n: usize) -> Vec<ConsumerRecord> {
+    read_isolated(access, topic, n, Isolation::ReadCommitted).await
+}
+
+async fn read_isolated(
+    access: &Arc<dyn TopicAccess>,
+    topic: &str,
+    n: usize,
+    isolation: Isolation,
+) -> Vec<ConsumerRecord> {
     let end = Instant::now() + DEADLINE;
     let mut positions: Vec<(i32, i64)> = Vec::new();
     let mut out = Vec::new();
     loop {
         if positions.is_empty() {
-            if let Ok(p) = access
-                .list_offsets(topic, brook_broker::access::OffsetSpec::Earliest)
-                .await
-            {
+            if let Ok(p) = access.list_offsets(topic, OffsetSpec::Earliest).await {
                 positions = p;
             }
         }
         for (p, o) in positions.iter_mut() {
-            if let Ok(f) = access.fetch(topic, *p, *o, 1 << 20, 100).await {
+            if let Ok(f) = access.fetch_isolated(topic, *p, *o, 1 << 20, 100, isolation).await {
                 for r in f.records {
                     *o = r.offset + 1;
                     out.push(r);
@@ -140,6 +151,60 @@ async fn read_at_least(access: &Arc<dyn TopicAccess>, topic: &str, n: usize) -> 
             out.len()
         );
     }
+}
+
+/// Waits until the manager's only job counted `n` inputs.
+pub(super) async fn wait_records_in(jobs: &JobManager, n: u64) {
+    let end = Instant::now() + DEADLINE;
+    while jobs.list()[0].records_in < n {
+        assert!(
+            Instant::now() < end,
+            "the job never counted its input: {:?}",
+            jobs.list()
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Produces `{"id": i}` for each `i` of `range` (keys as [`produce`] gives them).
+pub(super) async fn produce_ids(c: &Cluster, topic: &str, range: std::ops::Range<i64>) {
+    let values: Vec<String> = range.map(|i| format!(r#"{{"id": {i}}}"#)).collect();
+    produce(&c.access, topic, &values.iter().map(String::as_str).collect::<Vec<_>>()).await;
+}
+
+/// The `id` field of each JSON value, sorted.
+pub(super) fn ids(records: &[ConsumerRecord]) -> Vec<i64> {
+    let mut ids: Vec<i64> = values(records)
+        .iter()
+        .map(|v| {
+            serde_json::from_str::<serde_json::Value>(v).unwrap()["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Waits until no transaction is completing: the markers of every ended transaction are
+/// written and the offsets they commit applied.
+pub(super) async fn settle(c: &Cluster) {
+    for (id, _) in c.broker.txns.list() {
+        c.broker.txns.settled(&id).await;
+    }
+}
+
+/// The sum of the offsets `group` committed for `topic`, once ended transactions settled.
+pub(super) async fn committed_sum(c: &Cluster, group: &str, topic: &str) -> i64 {
+    settle(c).await;
+    c.access
+        .committed(group)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(t, _, _)| t == topic)
+        .map(|(_, _, o)| o)
+        .sum()
 }
 
 pub(super) fn values(records: &[ConsumerRecord]) -> Vec<String> {
@@ -206,15 +271,7 @@ async fn a_filter_and_projection_writes_the_expected_records() {
         (listed[0].id.as_str(), listed[0].name.as_str()),
         ("csas_errors", "errors")
     );
-    let end = Instant::now() + DEADLINE;
-    while jobs.list()[0].records_in < 6 {
-        assert!(
-            Instant::now() < end,
-            "the job never counted its input: {:?}",
-            jobs.list()
-        );
-        tokio::task::yield_now().await;
-    }
+    wait_records_in(&jobs, 6).await;
     assert_eq!(jobs.list()[0].state, JobState::Running);
     assert_eq!(jobs.list()[0].records_out, 3);
 
@@ -277,15 +334,7 @@ async fn malformed_records_become_dead_letters_and_the_rest_flows() {
         assert_eq!(header(r, dlq::HEADER_STAGE), "decode");
         assert!(!header(r, dlq::HEADER_ERROR).is_empty());
     }
-    let end = Instant::now() + DEADLINE;
-    while jobs.list()[0].records_in < 6 {
-        assert!(
-            Instant::now() < end,
-            "the job never counted its input: {:?}",
-            jobs.list()
-        );
-        tokio::task::yield_now().await;
-    }
+    wait_records_in(&jobs, 6).await;
     assert_eq!((jobs.list()[0].records_out, jobs.list()[0].records_dead), (3, 2));
     jobs.shutdown().await;
 }
@@ -337,40 +386,25 @@ async fn a_restarted_query_resumes_at_its_committed_offsets() {
         "CREATE STREAM copy WITH (topic = 'out', partitions = 1) AS SELECT id FROM src",
     )
     .await;
-    let first: Vec<String> = (0..10).map(|i| format!(r#"{{"id": {i}}}"#)).collect();
-    produce(&c.access, "in", &first.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    produce_ids(&c, "in", 0..10).await;
     read_at_least(&c.access, "out", 10).await;
     jobs.shutdown().await;
-    let committed: i64 = c
-        .access
-        .committed(&group_id("csas_copy"))
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|(t, _, _)| t == "in")
-        .map(|(_, _, o)| o)
-        .sum();
     assert_eq!(
-        committed, 10,
+        committed_sum(&c, &group_id("csas_copy"), "in").await,
+        10,
         "every input record is committed after its output was written"
     );
 
-    let second: Vec<String> = (10..16).map(|i| format!(r#"{{"id": {i}}}"#)).collect();
-    produce(&c.access, "in", &second.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    produce_ids(&c, "in", 10..16).await;
     // A new manager reads the catalog back from its topic and restarts the query.
     let jobs = manager(&c.access).await;
     assert_eq!(jobs.list().len(), 1);
     let out = read_at_least(&c.access, "out", 16).await;
-    let mut ids: Vec<i64> = values(&out)
-        .iter()
-        .map(|v| {
-            serde_json::from_str::<serde_json::Value>(v).unwrap()["id"]
-                .as_i64()
-                .unwrap()
-        })
-        .collect();
-    ids.sort();
-    assert_eq!(ids, (0..16).collect::<Vec<_>>(), "no input lost and none emitted twice");
+    assert_eq!(
+        ids(&out),
+        (0..16).collect::<Vec<_>>(),
+        "no input lost and none emitted twice"
+    );
     jobs.shutdown().await;
 }
 
@@ -423,7 +457,7 @@ async fn emit_changes_tails_records_that_arrive_after_it_starts() {
     produce(&c.access, "ticks", &[r#"{"n": 100}"#]).await;
     let sql = "SELECT n * 10 AS m FROM ticks WHERE n > 1 EMIT CHANGES";
     let statement = ddl::parse(sql).unwrap().unwrap();
-    let Ok(StatementOutput::Stream(mut rows)) = execute(&jobs, statement, sql).await else {
+    let Ok(Output::Stream(mut rows)) = execute(&jobs, statement, sql).await else {
         panic!("EMIT CHANGES returns a stream")
     };
     produce(

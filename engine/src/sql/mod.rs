@@ -119,12 +119,7 @@ impl SqlEngine {
 
     /// Runs one of Brook's streaming statements (see `ddl.rs` and `crate::jobs::statements`).
     async fn run_ddl(&self, statement: ddl::DdlStatement, sql: &str) -> Result<Output> {
-        use crate::jobs::statements::{execute, StatementOutput};
-        Ok(match execute(self.jobs().await?, statement, sql).await? {
-            StatementOutput::Message(m) => Output::Message(m),
-            StatementOutput::Batches(b) => Output::Batches(b),
-            StatementOutput::Stream(s) => Output::Stream(s),
-        })
+        crate::jobs::statements::execute(self.jobs().await?, statement, sql).await
     }
 
     /// Hands records that do not decode to `sink` (a dead-letter writer) from now on.
