@@ -338,22 +338,16 @@ impl Planner {
 /// Refuses plans that need state across records (aggregates, sorts, limits, joins): a transform
 /// runs over micro-batches, as the engine's continuous queries do.
 fn check_stateless(plan: &LogicalPlan) -> Result<(), SqlError> {
-    let allowed = matches!(
-        plan,
-        LogicalPlan::Projection(_)
-            | LogicalPlan::Filter(_)
-            | LogicalPlan::TableScan(_)
-            | LogicalPlan::SubqueryAlias(_)
-            | LogicalPlan::Unnest(_)
-    );
-    if !allowed {
-        let what = plan.display().to_string();
-        let what = what.split(':').next().unwrap_or("this operator").to_string();
-        return Err(SqlError::new(format!(
-            "transforms are stateless for now: {what} is not supported (filters, projections and scalar functions are)"
-        )));
+    match brook_engine::jobs::first_stateful(plan) {
+        None => Ok(()),
+        Some(op) => {
+            let what = op.display().to_string();
+            let what = what.split(':').next().unwrap_or("this operator").to_string();
+            Err(SqlError::new(format!(
+                "transforms are stateless for now: {what} is not supported (filters, projections and scalar functions are)"
+            )))
+        }
     }
-    plan.inputs().into_iter().try_for_each(check_stateless)
 }
 
 #[cfg(test)]

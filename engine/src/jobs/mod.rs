@@ -33,7 +33,7 @@ pub use exactly_once::transactional_id;
 pub use fetch::{fetch_round, Round};
 pub use job::group_id;
 pub use output::{stream_schema, OutputWriter, KEY_COLUMN};
-pub use plan::QueryPlan;
+pub use plan::{first_stateful, QueryPlan};
 
 /// Bounds and pacing of the jobs.
 #[derive(Debug, Clone)]

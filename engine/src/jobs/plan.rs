@@ -181,8 +181,10 @@ impl QueryPlan {
     }
 }
 
-/// Refuses plans that need state across micro-batches.
-fn check_stateless(plan: &LogicalPlan) -> Result<()> {
+/// The first operator of `plan` (top down) that needs state across micro-batches, if any: only
+/// projections, filters, aliases, unnests and the scan can run batch by batch. Pipelines use it
+/// too, so that a transform and a continuous query accept the same SQL.
+pub fn first_stateful(plan: &LogicalPlan) -> Option<&LogicalPlan> {
     let allowed = matches!(
         plan,
         LogicalPlan::Projection(_)
@@ -192,13 +194,21 @@ fn check_stateless(plan: &LogicalPlan) -> Result<()> {
             | LogicalPlan::Unnest(_)
     );
     if !allowed {
-        return Err(Error::Catalog(format!(
+        return Some(plan);
+    }
+    plan.inputs().into_iter().find_map(first_stateful)
+}
+
+/// Refuses plans that need state across micro-batches.
+fn check_stateless(plan: &LogicalPlan) -> Result<()> {
+    match first_stateful(plan) {
+        None => Ok(()),
+        Some(op) => Err(Error::Catalog(format!(
             "continuous queries are stateless for now: {} is not supported (filters, projections and \
              scalar functions are)",
-            plan.display()
-        )));
+            op.display()
+        ))),
     }
-    plan.inputs().into_iter().try_for_each(check_stateless)
 }
 
 #[cfg(test)]
