@@ -12,7 +12,6 @@
 
 mod common;
 
-
 use common::{assert_stored_codec, require_python, run, run_python, run_with_stdin, TestDir};
 use serde_json::{json, Value};
 

@@ -14,11 +14,11 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::ResponseError;
 
+use super::check_code;
 use super::connection::Connection;
 use super::consumer_protocol::TopicPartition;
 use super::offsets::{by_topic, group_id, text, topic_name};
 use super::transaction::ConsumerGroupMetadata;
-use super::check_code;
 use crate::error::Result;
 
 /// FindCoordinator's key type for transactional ids.
